@@ -234,7 +234,7 @@ class Source:
         if pa.types.is_dictionary(yarr.type):
             yarr = yarr.cast(yarr.type.value_type)
         if yarr.null_count:
-            raise DataError(f"data.target: {unit.name} has {yarr.null_count} missing labels")
+            raise DataError(f"data.target: {unit.name} has NaN or missing labels ({yarr.null_count} rows)")
         if pa.types.is_string(yarr.type) or pa.types.is_large_string(yarr.type):
             y = np.asarray(yarr.to_pylist(), dtype=object)
         else:

@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import glob as globlib
 import os
+import re
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
@@ -304,10 +305,14 @@ class GCSStorage(Storage):
         return self._blob(key).exists()
 
     def list(self, prefix: str = "") -> list[str]:
+        # GCS prefixes are plain string prefixes: 'tiny' also matches 'tiny-2/...'.
+        # Keep only the object itself or what lies under it as a folder, as on disk.
         full = self._name(prefix)
         strip = (self.prefix + "/") if self.prefix else ""
         names = [b.name for b in self.client.list_blobs(self.bucket_name, prefix=full)]
-        return sorted(n[len(strip):] for n in names if n.startswith(strip))
+        folder = full.rstrip("/") + "/" if full else ""
+        keep = [n for n in names if n == full or n.startswith(folder)]
+        return sorted(n[len(strip):] for n in keep if n.startswith(strip) and not n.endswith("/"))
 
     def delete(self, key: str) -> None:
         from google.api_core import exceptions as gexc
@@ -338,16 +343,45 @@ class GCSStorage(Storage):
             raise PreconditionFailed(f"{self.url(key)}: changed since read") from None
 
 
+_clients: dict[tuple, object] = {}
+
+
 def gcs_client():
-    """A storage client from ADC; against an emulator (STORAGE_EMULATOR_HOST) no credentials are needed."""
+    """A storage client from ADC, one per process, thread and endpoint.
+
+    Against an emulator (STORAGE_EMULATOR_HOST) no credentials are needed. Without
+    a project in the environment the client still works for objects (buckets are
+    never listed or created here), so a missing project is not an error.
+    """
+    import threading
+
     from google.cloud import storage as gcs
 
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+    key = (os.getpid(), threading.get_ident(), emulator)
+    client = _clients.get(key)
+    if client is not None:
+        return client
+    if emulator:
         from google.auth.credentials import AnonymousCredentials
 
-        return gcs.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "shardfit-test"),
-                          credentials=AnonymousCredentials())
-    return gcs.Client()
+        client = gcs.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "shardfit-test"),
+                            credentials=AnonymousCredentials())
+    else:
+        import google.auth
+        from google.auth.exceptions import DefaultCredentialsError
+
+        try:
+            credentials, project = google.auth.default(scopes=gcs.Client.SCOPE)
+        except DefaultCredentialsError:
+            raise ShardfitError(
+                "GCS: no Application Default Credentials: set GOOGLE_APPLICATION_CREDENTIALS to a "
+                "service account key file, run `gcloud auth application-default login`, "
+                "or use Workload Identity on GKE"
+            ) from None
+        client = gcs.Client(project=project or None, credentials=credentials)
+    _clients[key] = client
+    return client
 
 
 def open_storage(uri: str) -> Storage:
@@ -355,23 +389,63 @@ def open_storage(uri: str) -> Storage:
     return GCSStorage(uri) if is_gcs(uri) else LocalStorage(uri)
 
 
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """Object-name glob with the local (recursive) glob's meaning.
+
+    '*' and '?' stop at '/', '**/' spans folders: `gs://b/data/*.parquet`
+    matches `data/a.parquet` but not `data/old/a.parquet`, as on disk.
+    """
+    out, i = "", 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out += "(?:[^/]*/)*"
+            i += 3
+            continue
+        if pattern.startswith("**", i):
+            out += ".*"
+            i += 2
+            continue
+        if c == "*":
+            out += "[^/]*"
+        elif c == "?":
+            out += "[^/]"
+        elif c == "[":
+            end = pattern.find("]", i + 2 if pattern[i + 1:i + 2] in ("!", "]") else i + 1)
+            if end == -1:
+                out += re.escape(c)
+            else:
+                body = pattern[i + 1:end]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out += "[" + body.replace("\\", "\\\\") + "]"
+                i = end + 1
+                continue
+        else:
+            out += re.escape(c)
+        i += 1
+    return re.compile(out, re.DOTALL)
+
+
 def expand(uri: str) -> list[str]:
     """Files named by a path, folder or glob, locally or on GCS, sorted."""
     if is_gcs(uri):
         bucket, prefix = split_gcs(uri)
         client = gcs_client()
-        magic = any(c in prefix for c in "*?[")
-        if magic:
-            import fnmatch
-
-            fixed = prefix.split("*")[0].split("?")[0].split("[")[0]
+        if any(c in prefix for c in "*?["):
+            fixed = re.split(r"[*?\[]", prefix, maxsplit=1)[0]
+            pattern = _glob_regex(prefix)
             names = [b.name for b in client.list_blobs(bucket, prefix=fixed)]
-            return sorted(f"gs://{bucket}/{n}" for n in names if fnmatch.fnmatchcase(n, prefix))
+            return sorted(f"gs://{bucket}/{n}" for n in names if pattern.fullmatch(n))
         names = [b.name for b in client.list_blobs(bucket, prefix=prefix)]
         if prefix in names:
             return [f"gs://{bucket}/{prefix}"]
         folder = prefix.rstrip("/") + "/" if prefix else ""
-        return sorted(f"gs://{bucket}/{n}" for n in names if n.startswith(folder) and not n.endswith("/"))
+        # As for a local folder: every file below it, skipping hidden ones and folder markers.
+        return sorted(
+            f"gs://{bucket}/{n}" for n in names
+            if n.startswith(folder) and not n.endswith("/") and not n.rsplit("/", 1)[-1].startswith(".")
+        )
     path = uri[len("file://"):] if uri.startswith("file://") else uri
     if any(c in path for c in "*?["):
         return sorted(p for p in globlib.glob(path, recursive=True) if os.path.isfile(p))

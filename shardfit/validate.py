@@ -12,6 +12,26 @@ from shardfit.errors import SpecError
 from shardfit.storage import open_storage
 
 
+def probe(spec: dict) -> None:
+    """The path exists, the glob matches, and the first rows of the first file parse.
+
+    Reading one small chunk catches a missing target column, a non-numeric
+    feature or NaN labels at the top of a file before any task runs; the
+    partition step still checks every row.
+    """
+    source = Source({**spec["data"], "chunk_rows": 1000})
+    unit = source.units[0]
+    if unit.fmt == "callable":
+        from shardfit.data import load_callable
+
+        load_callable(spec["data"]["source"])
+        return
+    if unit.fmt == "pickle":
+        return  # whole-partition pickles: too big to read twice; the partition step checks them
+    for _ in source.iter_chunks(unit):
+        break
+
+
 def check(spec: dict, *, touch_output: bool = True, probe_data: bool = True) -> dict:
     """Raise SpecError/DataError naming the field; return what the flow needs to know."""
     model = spec["model"]
@@ -30,7 +50,7 @@ def check(spec: dict, *, touch_output: bool = True, probe_data: bool = True) -> 
     if spec["merger"]["calibration_size"] == 0 and getattr(fn, "needs_calibration", False):
         raise SpecError(f"merger.calibration_size: {snap['function']} needs a calibration slice; set it > 0")
     if probe_data:
-        Source(spec["data"])  # the path exists, the glob matches, the callable imports
+        probe(spec)
     if touch_output:
         open_storage(spec["output"]["location"]).check_writable()
     return {"kind": kind, "merger": snap}
