@@ -263,6 +263,7 @@ class Source:
                 path,
                 read_options=pcsv.ReadOptions(block_size=block, **opts),
                 parse_options=pcsv.ParseOptions(delimiter=delimiter),
+                convert_options=pcsv.ConvertOptions(strings_can_be_null=True),
             )
             names = reader.schema.names
             cols = self._columns(names, unit)
