@@ -30,7 +30,7 @@ from shardfit.train import fit_partition, peak_rss_mb
 class DistributedTrainingFlow(FlowSpec):
     """Fit one sub-model per data partition and merge them into one versioned model."""
 
-    spec = Config("spec", required=True, parser=spec_mod.parse_config,
+    spec = Config("spec", parser=spec_mod.parse_config,
                   help="the training spec (YAML); `run --spec FILE` sets it")
 
     @step

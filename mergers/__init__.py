@@ -1,0 +1,3 @@
+"""Merge functions that turn per-partition fitted sub-models into one estimator."""
+
+METAFLOW_PACKAGE_POLICY = "include"
