@@ -20,23 +20,6 @@ from shardfit.errors import ShardfitError
 COMMANDS_THAT_RUN = ("run",)
 
 
-def _command(argv: list[str]) -> str | None:
-    skip = False
-    for arg in argv[1:]:
-        if skip:
-            skip = False
-            continue
-        if arg.startswith("-"):
-            skip = arg in ("--config", "--config-value", "--datastore", "--metadata", "--environment",
-                           "--with", "--datastore-root", "--package-suffixes", "--event-logger",
-                           "--monitor", "--mode", "--branch", "--tag") and "=" not in arg
-            if arg in ("--config", "--config-value"):
-                skip = "two"
-            continue
-        return arg
-    return None
-
-
 def rewrite_argv(argv: list[str]) -> tuple[list[str], str | None]:
     """Move `--spec FILE` to the top-level `--config spec FILE`; return (argv, spec path)."""
     out: list[str] = [argv[0]]
@@ -113,6 +96,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.argv[:] = new_argv
         return
     try:
+        if spec_path is None and _command_name(new_argv) == "run":
+            raise ShardfitError("run needs a spec: python flows/train.py run --spec FILE")
         precheck(new_argv, spec_path)
     except ShardfitError as exc:
         print(f"shardfit: error: {exc.message}", file=sys.stderr)

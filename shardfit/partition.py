@@ -39,7 +39,7 @@ class NpyAppender:
 
     def _header(self) -> bytes:
         shape = (self.rows,) if self.ncols is None else (self.rows, self.ncols)
-        d = "{'descr': %r, 'fortran_order': False, 'shape': %r, }" % (self.dtype.str, shape)
+        d = f"{{'descr': {self.dtype.str!r}, 'fortran_order': False, 'shape': {shape!r}, }}"
         pad = NPY_HEADER_LEN - 10 - len(d) - 1
         if pad < 0:
             raise ValueError("npy header too long")
@@ -257,7 +257,7 @@ def partition(
         progress.emit(final=True)
         ncols = len(source.feature_names or [])
         stats = {key: t.close() for key, t in targets.items()}
-        for key, t in targets.items():
+        for t in targets.values():
             for suffix in ("X.npy", "y.npy"):
                 name = f"{t.stem}.{suffix}"
                 storage.upload_file(f"{prefix}/{name}", os.path.join(folder, name))
@@ -277,7 +277,7 @@ def partition(
 
     parts = []
     if mode == "files":
-        for p, members in enumerate(groups):
+        for _p, members in enumerate(groups):
             rows = sum(unit_stats[i]["counts"].get("rows", 0) for i in members) if not classification else sum(
                 sum(unit_stats[i]["counts"].values()) for i in members)
             cc: dict[Any, int] = {}

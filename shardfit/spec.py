@@ -12,7 +12,7 @@ import copy
 import difflib
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -372,14 +372,8 @@ def parse_config(text: str) -> dict:
     return loads(text)
 
 
-@dataclass
-class Summary:
-    """A short, printable view of a spec for logs and cards."""
-
-    rows: list[tuple[str, str]] = field(default_factory=list)
-
-
 def summary(spec: dict) -> list[tuple[str, str]]:
+    """A short, printable view of a spec for logs and cards."""
     data, model, merger = spec["data"], spec["model"], spec["merger"]
     params = ", ".join(f"{k}={v!r}" for k, v in sorted(model["parameters"].items()))
     return [

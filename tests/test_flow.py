@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,7 +86,7 @@ def test_published_version_has_manifest_and_latest(finished):
     assert {"scikit-learn", "numpy", "metaflow", "python"} <= set(manifest["libraries"])
     assert manifest["format"] == "joblib" and manifest["created_at"]
     assert manifest["metrics"]["merged"]["accuracy"] == run.data.metrics["merged"]["accuracy"]
-    assert f"model:tiny-rf" in run.tags and f"version:{run.data.version}" in run.tags
+    assert "model:tiny-rf" in run.tags and f"version:{run.data.version}" in run.tags
 
 
 def test_partitions_are_removed_after_success(finished):
