@@ -150,7 +150,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; ShardfitError and storage failures become one line and exit 2."""
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at exit
+        return status
+    except BrokenPipeError:
+        # `... | head` closed the pipe: not an error worth a message (Python's documented recipe).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except ShardfitError as exc:
         message = exc.message
     except (OSError, ValueError, KeyError) as exc:

@@ -245,7 +245,7 @@ class Source:
         import pyarrow.parquet as pq
 
         with local_file(unit.uris[0]) as path:
-            pf = pq.ParquetFile(path)
+            pf = pq.ParquetFile(path, pre_buffer=False)
             names = pf.schema_arrow.names
             cols = self._columns(names, unit)
             self._set_names(cols, unit)

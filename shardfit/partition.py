@@ -71,8 +71,7 @@ class _Target:
         self.X.append(X)
         self.y.append(y)
         if classification and len(y):
-            vals, counts = np.unique(y, return_counts=True)
-            for v, c in zip(vals.tolist(), counts.tolist(), strict=True):
+            for v, c in _counts(y).items():
                 self.class_counts[v] = self.class_counts.get(v, 0) + c
 
     def close(self) -> dict:
@@ -162,6 +161,58 @@ class Assigner:
         return out
 
 
+def _counts(y: np.ndarray) -> dict[Any, int]:
+    """Class counts; bincount when labels are small non-negative integers (the common case)."""
+    if y.dtype.kind in "iu" and len(y) and y.min() >= 0 and y.max() < 1_000_000:
+        c = np.bincount(y)
+        nz = np.flatnonzero(c)
+        return dict(zip(nz.tolist(), c[nz].tolist(), strict=True))
+    vals, c = np.unique(y, return_counts=True)
+    return dict(zip(vals.tolist(), c.tolist(), strict=True))
+
+
+def prefetch(chunks: Iterator, depth: int = 2) -> Iterator:
+    """Read the next chunks in a thread while this one is scattered and written.
+
+    Parquet/CSV decoding and file writes release the GIL, so on two cores this
+    overlaps I/O with work; memory stays bounded by `depth` extra chunks.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def worker() -> None:
+        try:
+            for item in chunks:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+            q.put(exc)
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
 def unit_mask(seed: int, unit_index: int, n: int, start: int, test_size: float, cal_size: float) -> np.ndarray:
     """For `files` partitioning: 0 train, -1 holdout, -2 calibration, for rows [start, start+n) of a unit.
 
@@ -221,7 +272,7 @@ def partition(
         for ui, unit in enumerate(units):
             start = 0
             counts: dict[Any, int] = {}
-            for X, y in source.iter_chunks(unit):
+            for X, y in prefetch(source.iter_chunks(unit)):
                 label_kinds.add(y.dtype.kind)
                 if classification and y.dtype.kind == "f":
                     if not np.all(np.mod(y, 1) == 0):
@@ -234,13 +285,18 @@ def partition(
                     dest = unit_mask(data["seed"], ui, len(y), start, data["test_size"], cal_size)
                     train_rows = dest == 0
                     if classification:
-                        for v, c in zip(*np.unique(y[train_rows], return_counts=True), strict=True):
-                            counts[v.item()] = counts.get(v.item(), 0) + int(c)
+                        for v, c in _counts(y[train_rows]).items():
+                            counts[v] = counts.get(v, 0) + c
                     else:
                         counts["rows"] = counts.get("rows", 0) + int(train_rows.sum())
                 else:
                     dest = assigner.assign(y)
-                for key in np.unique(dest).tolist():
+                # One stable sort scatters the chunk to every output in a single gather.
+                order = np.argsort(dest, kind="stable")
+                keys, first = np.unique(dest[order], return_index=True)
+                bounds = list(first[1:]) + [len(dest)]
+                Xs, ys = X[order], y[order]
+                for key, lo, hi in zip(keys.tolist(), first.tolist(), bounds, strict=True):
                     if key == Assigner.HOLDOUT:
                         stem = "holdout"
                     elif key == Assigner.CALIBRATION:
@@ -249,8 +305,7 @@ def partition(
                         continue  # train rows stay in the input file, not rewritten
                     else:
                         stem = f"part-{key:04d}"
-                    sel = dest == key
-                    target(key, stem, ncols).append(X[sel], y[sel], classification)
+                    target(key, stem, ncols).append(Xs[lo:hi], ys[lo:hi], classification)
                 start += len(y)
                 progress.update(len(y))
             unit_stats.append({"rows": start, "counts": counts})

@@ -1,0 +1,174 @@
+"""Does the partition step's memory stay flat as the data grows? (data issue's benchmark)
+
+Generates Parquet data of 1M and 8M rows x 20 float32 features, runs the
+flow end to end with P=8 on each, and prints:
+  - peak RSS of the partition step for both sizes (goal: ratio 8M/1M <= 1.2);
+  - peak RSS of the largest train task next to a single-process fit of the same
+    model on all the data (goal: train <= single / P + 150 MB);
+  - partition throughput next to a bare pyarrow scan of the same files (goal: >= 50%).
+
+    python bench/partition_memory.py [--quick] [--sizes 1000000 8000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOW = ROOT / "flows" / "train.py"
+FEATURES = 20
+ROWS_PER_FILE = 1_000_000
+MODEL = {"n_estimators": 4, "max_depth": 10, "n_jobs": 1, "random_state": 0}
+
+
+def generate(folder: Path, rows: int, seed: int = 0) -> None:
+    """Files of up to 1M rows, written in 250k-row row groups, never all in memory."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=FEATURES)
+    done = 0
+    i = 0
+    while done < rows:
+        n = min(ROWS_PER_FILE, rows - done)
+        writer = None
+        for start in range(0, n, 250_000):
+            m = min(250_000, n - start)
+            X = rng.normal(size=(m, FEATURES)).astype(np.float32)
+            y = ((X @ w + rng.normal(scale=2.0, size=m)) > 0).astype(np.int64) + (X[:, 0] > 1.0)
+            cols = {f"f{j}": X[:, j] for j in range(FEATURES)}
+            cols["label"] = y
+            table = pa.table(cols)
+            if writer is None:
+                writer = pq.ParquetWriter(folder / f"part-{i:03d}.parquet", table.schema)
+            writer.write_table(table)
+        writer.close()
+        done += n
+        i += 1
+
+
+def bare_scan(folder: Path) -> float:
+    """rows/s of pyarrow reading every column of every file, converting to numpy, nothing else."""
+    t0 = time.perf_counter()
+    rows = 0
+    for f in sorted(folder.glob("*.parquet")):
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=100_000):
+            for col in batch.columns:
+                col.to_numpy(zero_copy_only=False)
+            rows += batch.num_rows
+    return rows / (time.perf_counter() - t0)
+
+
+SINGLE_FIT = r"""
+import resource, sys, numpy as np, pyarrow.parquet as pq, glob, json, time
+from sklearn.ensemble import RandomForestClassifier
+files = sorted(glob.glob(sys.argv[1] + "/*.parquet"))
+n = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+X = np.empty((n, NF), dtype=np.float32); y = np.empty(n, dtype=np.int64); i = 0
+for f in files:
+    for b in pq.ParquetFile(f).iter_batches(batch_size=250_000):
+        m = b.num_rows
+        for j in range(NF):
+            X[i:i+m, j] = b.column(j).to_numpy()
+        y[i:i+m] = b.column(NF).to_numpy(); i += m
+t = time.time()
+RandomForestClassifier(**json.loads(sys.argv[2])).fit(X, y)
+print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "fit_seconds": time.time() - t}))
+""".replace("NF", str(FEATURES))
+
+
+def single_fit(folder: Path) -> dict:
+    """Peak RSS of one process loading everything (as float32) and fitting the same forest."""
+    out = subprocess.run([sys.executable, "-c", SINGLE_FIT, str(folder), json.dumps(MODEL)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_flow(folder: Path, work: Path, partitions: int, env: dict) -> dict:
+    spec = {
+        "name": "bench-memory",
+        "data": {"source": str(folder / "*.parquet"), "partitions": partitions, "seed": 1,
+                 "test_size": 0.1, "chunk_rows": 100_000},
+        "model": {"module": "sklearn.ensemble", "class": "RandomForestClassifier", "parameters": MODEL},
+        "output": str(work / "models"),
+    }
+    path = work / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    t0 = time.time()
+    res = subprocess.run([sys.executable, str(FLOW), "run", "--spec", str(path)], cwd=work, env=env,
+                         capture_output=True, text=True)
+    if res.returncode:
+        sys.exit(res.stdout[-3000:] + res.stderr[-3000:])
+    wall = time.time() - t0
+    manifest = json.loads(next((work / "models" / "bench-memory").glob("*/manifest.json")).read_text())
+    m = manifest["metrics"]
+    return {
+        "wall_seconds": wall,
+        "partition_peak_rss_mb": m["steps"]["partition"]["peak_rss_mb"],
+        "partition_seconds": m["steps"]["partition"]["seconds"],
+        "partition_rows_per_second": m["partition_rows_per_second"],
+        "train_peak_rss_mb_max": max(p["peak_rss_mb"] for p in m["partitions"]),
+        "join_peak_rss_mb": m["steps"]["join"]["peak_rss_mb"],
+        "accuracy": m["merged"]["accuracy"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="250k and 2M rows instead of 1M and 8M")
+    ap.add_argument("--sizes", type=int, nargs=2, default=None)
+    ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "partition_memory.json"))
+    args = ap.parse_args()
+    sizes = args.sizes or ([250_000, 2_000_000] if args.quick else [1_000_000, 8_000_000])
+    P = args.partitions
+    work = Path(tempfile.mkdtemp(prefix="shardfit-bench-mem-"))
+    env = dict(os.environ, METAFLOW_DATASTORE_SYSROOT_LOCAL=str(work / "mf"),
+               METAFLOW_USER=os.environ.get("METAFLOW_USER", "bench"))
+    results = {}
+    for rows in sizes:
+        folder = work / f"data-{rows}"
+        t0 = time.time()
+        generate(folder, rows)
+        print(f"generated {rows:,} rows x {FEATURES} float32 in {time.time() - t0:.0f}s", flush=True)
+        (work / f"run-{rows}").mkdir()
+        r = run_flow(folder, work / f"run-{rows}", P, env)
+        r["bare_scan_rows_per_second"] = bare_scan(folder)
+        r["single_fit"] = single_fit(folder)
+        results[rows] = r
+        print(json.dumps({rows: r}), flush=True)
+    small, big = sizes
+    a, b = results[small], results[big]
+    ratio = b["partition_peak_rss_mb"] / a["partition_peak_rss_mb"]
+    print()
+    print(f"P = {P}, {FEATURES} float32 features, model RandomForestClassifier({MODEL})")
+    print(f"{'rows':>10} | {'partition peak RSS MB':>21} | {'partition rows/s':>16} | {'bare pyarrow rows/s':>19} | "
+          f"{'% of bare':>9} | {'largest train RSS MB':>20} | {'single fit RSS MB':>17} | {'single/P + 150':>14}")
+    for rows in sizes:
+        r = results[rows]
+        budget = r["single_fit"]["peak_rss_mb"] / P + 150
+        print(f"{rows:>10,} | {r['partition_peak_rss_mb']:>21.0f} | {r['partition_rows_per_second']:>16,.0f} | "
+              f"{r['bare_scan_rows_per_second']:>19,.0f} | "
+              f"{100 * r['partition_rows_per_second'] / r['bare_scan_rows_per_second']:>8.0f}% | "
+              f"{r['train_peak_rss_mb_max']:>20.0f} | {r['single_fit']['peak_rss_mb']:>17.0f} | {budget:>14.0f}")
+    print(f"partition peak RSS ratio {big:,}/{small:,} rows: {ratio:.2f} (goal <= 1.2)")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"partitions": P, "features": FEATURES, "model": MODEL, "results": results,
+                               "partition_rss_ratio": ratio}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
