@@ -16,11 +16,11 @@ from metaflow import Config, FlowSpec, card, current, retry, step
 
 import mergers  # noqa: F401 - imported so Metaflow ships it to remote tasks
 import shardfit  # noqa: F401 - same
-from shardfit import cards, merge, registry, validate
+from shardfit import cards, faults, merge, registry, validate
 from shardfit import partition as parting
 from shardfit import spec as spec_mod
 from shardfit.cli import main as prepare_cli
-from shardfit.evaluate import SCORE_KEY, decode_labels, evaluate
+from shardfit.evaluate import SCORE_KEY, evaluate
 from shardfit.kube import compute_from_spec
 from shardfit.storage import open_storage
 from shardfit.train import fit_partition, peak_rss_mb
@@ -87,15 +87,9 @@ class DistributedTrainingFlow(FlowSpec):
         records = [i.record for i in ordered]
         storage = open_storage(spec["output"]["location"])
         fn = merge.resolve(self.merger_snapshot)
-        if not self.merger_snapshot["module"].startswith("mergers."):
+        if self.merger_snapshot["from_file"] or not self.merger_snapshot["module"].startswith("mergers."):
             models = copy.deepcopy(models)  # a user's merger may mutate its inputs (the operator's did)
-        context = {
-            "classes": (decode_labels(__import__("numpy").asarray(plan["classes"]), plan)
-                        if plan["classes"] is not None else None),
-            "weights": [r["rows"] for r in records],
-            "params": spec["merger"]["params"],
-            "calibration": cards.load_calibration(plan, storage) if plan.get("calibration") else None,
-        }
+        context = merge.context(spec, plan, records, storage)
         t_merge = time.time()
         self.model = merge.call(fn, models, **context)
         merge_seconds = time.time() - t_merge
@@ -110,33 +104,25 @@ class DistributedTrainingFlow(FlowSpec):
             "partition_rows_per_second": plan["rows_per_second"],
         }
         self.evaluation = scores
-        self.fail_after_merge_check()
-        version = registry.new_version(current.run_id)
+        faults.maybe_fail_join()
         self.step_stats["train"] = {"seconds": max(r["fit_seconds"] for r in records),
                                     "peak_rss_mb": max(r["peak_rss_mb"] for r in records)}
         self.step_stats["join"] = {"seconds": time.time() - t0, "peak_rss_mb": peak_rss_mb()}
         self.metrics["steps"] = self.step_stats
+        self.version = registry.new_version(current.run_id)
+        self.model_uri = registry.model_uri(storage, spec["name"], self.version, spec["output"]["format"])
+        cards.report(self)  # before publishing: a failure here must not leave a version behind
         manifest = registry.publish(
             storage, spec["name"], self.model,
             metrics=self.metrics, spec=spec, pathspec=f"{current.flow_name}/{current.run_id}",
-            fmt=spec["output"]["format"], compress=spec["output"]["compress"], version=version,
+            fmt=spec["output"]["format"], compress=spec["output"]["compress"], version=self.version,
             extra={"merger": {k: v for k, v in self.merger_snapshot.items() if k != "source"}},
         )
-        self.version = manifest["version"]
-        self.model_uri = manifest["uri"]
         self.manifest = {k: v for k, v in manifest.items() if k != "spec"}
-        cards.tag_run(spec["name"], self.version)
-        cards.report(self)
+        cards.tag_run(spec["name"], self.version)  # publishing is the join's last fallible act
         print(f"join: merged {key} {scores[key]:.4f} on {scores['rows']:,} holdout rows; "
               f"published {self.model_uri}")
         self.next(self.end)
-
-    def fail_after_merge_check(self):
-        """Test hook: SHARDFIT_FAIL_JOIN=1 fails the join after merging, before publishing."""
-        import os
-
-        if os.environ.get("SHARDFIT_FAIL_JOIN") == "1":
-            raise RuntimeError("SHARDFIT_FAIL_JOIN=1: join failed after merge, before publish")
 
     @step
     def end(self):

@@ -89,6 +89,29 @@ def _check_signature(fn: Callable, snap: dict) -> None:
         ) from None
 
 
+def context(spec: dict, plan: dict, records: list[dict], storage) -> dict[str, Any]:
+    """What a merger may use besides the models: global classes, partition sizes, calibration slice."""
+    import numpy as np
+
+    from shardfit.evaluate import decode_labels
+    from shardfit.partition import iter_array_chunks
+
+    classes = None
+    if plan.get("classes") is not None:
+        classes = decode_labels(np.asarray(plan["classes"]), plan)
+    calibration = None
+    desc = plan.get("calibration")
+    if desc and desc["rows"]:
+        xs, ys = zip(*iter_array_chunks(desc, plan, storage), strict=True)
+        calibration = (np.concatenate(xs), decode_labels(np.concatenate(ys), plan))
+    return {
+        "classes": classes,
+        "weights": [r["rows"] for r in records],
+        "params": dict(spec["merger"]["params"]),
+        "calibration": calibration,
+    }
+
+
 def accepts_context(fn: Callable) -> bool:
     """Whether the merger takes keyword context (classes, weights, calibration...)."""
     try:

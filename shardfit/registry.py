@@ -99,6 +99,12 @@ def _check_name(name: str) -> None:
         raise RegistryError(f"model name {name!r} is not a valid registry name")
 
 
+def model_uri(location: str | Storage, name: str, version: str, fmt: str = "joblib") -> str:
+    """Where `publish` will put a version's model file (known before publishing)."""
+    storage = location if isinstance(location, Storage) else open_storage(location)
+    return storage.url(f"{name}/{version}/{MODEL_FILE[fmt]}")
+
+
 def publish(
     location: str | Storage,
     name: str,

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import resource
-import sys
 import time
 
 from shardfit import estimator as est_mod
+from shardfit import faults
 from shardfit.evaluate import SCORE_KEY, decode_labels, evaluate
 from shardfit.partition import load_part
 from shardfit.storage import Storage
-
-# Set to a partition index to make that task's first attempt die mid-fit (retry tests).
-CRASH_ENV = "SHARDFIT_CRASH_FIRST_ATTEMPT"
 
 
 def peak_rss_mb() -> float:
@@ -29,10 +25,7 @@ def fit_partition(spec: dict, plan: dict, desc: dict, storage: Storage, kind: st
     X, y, cleanups = load_part(desc, plan, spec["data"], storage)
     try:
         y = decode_labels(y, plan)
-        crash = os.environ.get(CRASH_ENV)
-        if crash is not None and attempt == 0 and crash in (str(desc["index"]), "all"):
-            print(f"train: {CRASH_ENV} set: partition {desc['index']} dies on attempt 0", file=sys.stderr, flush=True)
-            os._exit(17)
+        faults.maybe_crash_train(desc["index"], attempt)
         started = time.monotonic()
         model.fit(X, y)
         fit_seconds = time.monotonic() - started
