@@ -8,8 +8,6 @@ value array spread over the global class set (zeros for unseen classes).
 Concatenating `estimators_` without that step (the operator's recipe, kept
 below as `naive_concat`) silently mislabels or crashes.
 
-This module is self-contained on purpose: the flow snapshots only the merger
-module's source, so everything the merge does must live in this file.
 """
 
 from __future__ import annotations
@@ -27,12 +25,11 @@ from sklearn.ensemble import (
     RandomForestClassifier,
     RandomForestRegressor,
 )
-from sklearn.exceptions import NotFittedError
 from sklearn.tree import BaseDecisionTree
 from sklearn.tree._tree import Tree
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import check_is_fitted
 
+from mergers._common import check_models, class_columns, global_classes
 from shardfit.errors import MergeError
 
 SUPPORTED = (
@@ -72,7 +69,7 @@ def combine_forests(models: list, **context: Any) -> BaseEstimator:
     global class set; defaults to the union of the sub-models' classes).
     Inputs are never mutated: every member is copied or rebuilt.
     """
-    models = check_models(models)
+    models = check_models(models, same_class=True)
     first = models[0]
     if not isinstance(first, SUPPORTED):
         raise MergeError(
@@ -112,55 +109,6 @@ def naive_concat(models: list, **context: Any) -> BaseEstimator:
 
 
 naive_concat.estimator_types = ("classifier", "regressor")
-
-
-def check_models(models: list) -> list:
-    """The models as a list, after the checks that make any merge meaningful (fitted, same inputs)."""
-    if models is None or len(models) == 0:
-        raise MergeError("no sub-models to merge: the list is empty")
-    models = list(models)
-    for i, m in enumerate(models):
-        try:
-            check_is_fitted(m)
-        except NotFittedError:
-            raise MergeError(f"sub-model {i} ({type(m).__name__}) is not fitted") from None
-        except TypeError:
-            raise MergeError(f"sub-model {i} is a {type(m).__name__}, not a scikit-learn estimator") from None
-    kinds = {type(m) for m in models}
-    if len(kinds) > 1:
-        raise MergeError(f"sub-models must all be of one class to merge, got {sorted(k.__name__ for k in kinds)}")
-    widths = [getattr(m, "n_features_in_", None) for m in models]
-    if len(set(widths)) > 1:
-        raise MergeError(f"sub-models were fitted on different numbers of features: {widths}")
-    names = [getattr(m, "feature_names_in_", None) for m in models]
-    for i, n in enumerate(names[1:], start=1):
-        if (n is None) != (names[0] is None) or (n is not None and not np.array_equal(n, names[0])):
-            raise MergeError(f"sub-model {i} was fitted on different feature names than sub-model 0")
-    return models
-
-
-def global_classes(models: list, given: Any = None) -> np.ndarray:
-    """The merged class set: the caller's (checked to cover every sub-model) or the sorted union."""
-    union = np.unique(np.concatenate([np.asarray(m.classes_) for m in models]))
-    if given is None:
-        return union
-    classes = np.unique(np.asarray(given))
-    if classes.ndim != 1 or classes.size == 0:
-        raise MergeError("context 'classes' must be a non-empty 1-d list of labels")
-    missing = union[~np.isin(union, classes)]
-    if missing.size:
-        raise MergeError(
-            f"sub-models know classes {missing.tolist()} that are not in the global class set {classes.tolist()}"
-        )
-    return classes
-
-
-def class_columns(classes: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Column of each label in the global `classes` (labels must be a subset)."""
-    cols = np.searchsorted(classes, labels)
-    if np.any(cols >= len(classes)) or not np.array_equal(classes[np.minimum(cols, len(classes) - 1)], labels):
-        raise MergeError(f"labels {np.asarray(labels).tolist()} are not all in {classes.tolist()}")
-    return cols.astype(np.intp)
 
 
 def _shell(model: BaseEstimator) -> BaseEstimator:

@@ -6,8 +6,6 @@ none of them trained on can learn which sub-model to believe where, so it
 needs those rows: the flow holds them out when the spec sets
 `merger.calibration_size`.
 
-This module is self-contained on purpose: the flow snapshots only the merger
-module's source, so everything the merge does must live in this file.
 """
 
 from __future__ import annotations
@@ -23,7 +21,6 @@ from sklearn.base import (
     RegressorMixin,
     clone,
     is_classifier,
-    is_regressor,
 )
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression, RidgeCV
@@ -31,6 +28,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
+from mergers._common import check_models, class_columns, common_inputs
 from shardfit.errors import MergeError
 
 
@@ -43,7 +41,7 @@ def combine_stacking(models: list, **context: Any) -> BaseEstimator:
     `params.final_estimator` ("module:Class") and `params.final_estimator_params`
     (dict) replace the meta-learner.
     """
-    models = _check_models(models)
+    models = check_models(models)
     calibration = context.get("calibration")
     if calibration is None or len(calibration) != 2 or calibration[0] is None or len(calibration[0]) == 0:
         raise MergeError(
@@ -71,37 +69,6 @@ def combine_stacking(models: list, **context: Any) -> BaseEstimator:
 combine_stacking.estimator_types = ("classifier", "regressor")
 
 
-def _check_models(models: list) -> list:
-    if models is None or len(models) == 0:
-        raise MergeError("no sub-models to merge: the list is empty")
-    models = list(models)
-    for i, m in enumerate(models):
-        try:
-            check_is_fitted(m)
-        except NotFittedError:
-            raise MergeError(f"sub-model {i} ({type(m).__name__}) is not fitted") from None
-        except TypeError:
-            raise MergeError(f"sub-model {i} is a {type(m).__name__}, not a scikit-learn estimator") from None
-    kinds = {"classifier" if is_classifier(m) else "regressor" if is_regressor(m) else "other" for m in models}
-    if len(kinds) > 1 or "other" in kinds:
-        names = sorted({type(m).__name__ for m in models})
-        raise MergeError(f"sub-models must be all classifiers or all regressors, got {names}")
-    _common_inputs(models)
-    return models
-
-
-def _common_inputs(models: list) -> tuple[int | None, np.ndarray | None]:
-    """The shared n_features_in_ and feature_names_in_ (MergeError when the sub-models differ)."""
-    widths = {getattr(m, "n_features_in_", None) for m in models} - {None}
-    if len(widths) > 1:
-        raise MergeError(f"sub-models were fitted on different numbers of features: {sorted(widths)}")
-    names = [getattr(m, "feature_names_in_", None) for m in models]
-    for i, n in enumerate(names[1:], start=1):
-        if (n is None) != (names[0] is None) or (n is not None and not np.array_equal(n, names[0])):
-            raise MergeError(f"sub-model {i} was fitted on different feature names than sub-model 0")
-    return (widths.pop() if widths else None), names[0]
-
-
 def _final_estimator(params: dict) -> BaseEstimator | None:
     spec = params.get("final_estimator")
     if spec is None:
@@ -117,17 +84,6 @@ def _final_estimator(params: dict) -> BaseEstimator | None:
         return cls(**(params.get("final_estimator_params") or {}))
     except TypeError as exc:
         raise MergeError(f"params.final_estimator_params: {exc}") from None
-
-
-def _columns(classes: np.ndarray, labels: Any) -> np.ndarray:
-    """Column of each label in the sorted `classes` (MergeError for an unknown label)."""
-    labels = np.asarray(labels)
-    cols = np.searchsorted(classes, labels)
-    ok = cols < len(classes)
-    ok[ok] = classes[cols[ok]] == labels[ok]
-    if not ok.all():
-        raise MergeError(f"labels {np.unique(labels[~ok]).tolist()} are not in the merged classes {classes.tolist()}")
-    return cols.astype(np.intp)
 
 
 def _check_prefit(estimators: Any) -> list:
@@ -148,7 +104,7 @@ class _PrefitStacking(BaseEstimator):
     """Shared plumbing: sub-models stay frozen; `fit` fits only the meta-learner (like cv="prefit")."""
 
     def _adopt_inputs(self, estimators: list) -> None:
-        n_features, names = _common_inputs(estimators)
+        n_features, names = common_inputs(estimators)
         if n_features is not None:
             self.n_features_in_ = n_features
         if names is not None:
@@ -204,9 +160,9 @@ class StackedMergedClassifier(ClassifierMixin, _PrefitStacking):
             if hasattr(est, "predict_proba"):
                 proba = est.predict_proba(X)
                 block = np.zeros((proba.shape[0], len(self.classes_)), dtype=np.float64)
-                block[:, _columns(self.classes_, est.classes_)] = proba
+                block[:, class_columns(self.classes_, est.classes_)] = proba
             else:
-                cols = _columns(self.classes_, est.predict(X))
+                cols = class_columns(self.classes_, est.predict(X))
                 block = np.zeros((len(cols), len(self.classes_)), dtype=np.float64)
                 block[np.arange(len(cols)), cols] = 1.0
             blocks.append(block)
@@ -222,7 +178,7 @@ class StackedMergedClassifier(ClassifierMixin, _PrefitStacking):
         check_is_fitted(self)
         proba = self.final_estimator_.predict_proba(self._meta_features(X))
         out = np.zeros((proba.shape[0], len(self.classes_)), dtype=np.float64)
-        out[:, _columns(self.classes_, self.final_estimator_.classes_)] = proba
+        out[:, class_columns(self.classes_, self.final_estimator_.classes_)] = proba
         return out
 
 

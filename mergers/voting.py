@@ -5,8 +5,6 @@ like forests, but their predictions can be averaged. A partition that never
 saw class `c` has no probability column for `c`, so every sub-model's columns
 are placed into the global `classes_` (0 for unseen classes) before averaging.
 
-This module is self-contained on purpose: the flow snapshots only the merger
-module's source, so everything the merge does must live in this file.
 """
 
 from __future__ import annotations
@@ -23,12 +21,12 @@ from sklearn.base import (
     is_classifier,
     is_regressor,
 )
-from sklearn.exceptions import NotFittedError
 from sklearn.utils import get_tags
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
+from mergers._common import check_models, class_columns, common_inputs, global_classes
 from shardfit.errors import MergeError
 
 _VOTING = ("auto", "soft", "hard")
@@ -80,38 +78,6 @@ def soft_vote(models: list, **context: Any) -> BaseEstimator:
 soft_vote.estimator_types = ("classifier",)
 
 
-def check_models(models: list) -> list:
-    """The models as a list, after checks that make voting meaningful: fitted, one kind, same inputs."""
-    if models is None or len(models) == 0:
-        raise MergeError("no sub-models to merge: the list is empty")
-    models = list(models)
-    for i, m in enumerate(models):
-        try:
-            check_is_fitted(m)
-        except NotFittedError:
-            raise MergeError(f"sub-model {i} ({type(m).__name__}) is not fitted") from None
-        except TypeError:
-            raise MergeError(f"sub-model {i} is a {type(m).__name__}, not a scikit-learn estimator") from None
-    kinds = {"classifier" if is_classifier(m) else "regressor" if is_regressor(m) else "other" for m in models}
-    if len(kinds) > 1 or "other" in kinds:
-        names = sorted({type(m).__name__ for m in models})
-        raise MergeError(f"sub-models must be all classifiers or all regressors, got {names}")
-    _common_inputs(models)
-    return models
-
-
-def _common_inputs(models: list) -> tuple[int | None, np.ndarray | None]:
-    """The shared n_features_in_ and feature_names_in_ of fitted models (MergeError when they differ)."""
-    widths = {getattr(m, "n_features_in_", None) for m in models} - {None}
-    if len(widths) > 1:
-        raise MergeError(f"sub-models were fitted on different numbers of features: {sorted(widths)}")
-    names = [getattr(m, "feature_names_in_", None) for m in models]
-    for i, n in enumerate(names[1:], start=1):
-        if (n is None) != (names[0] is None) or (n is not None and not np.array_equal(n, names[0])):
-            raise MergeError(f"sub-model {i} was fitted on different feature names than sub-model 0")
-    return (widths.pop() if widths else None), names[0]
-
-
 def _check_weights(weights: Any, n: int) -> np.ndarray | None:
     if weights is None:
         return None
@@ -121,30 +87,6 @@ def _check_weights(weights: Any, n: int) -> np.ndarray | None:
     if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
         raise MergeError(f"weights must be finite, non-negative and not all zero, got {w.tolist()}")
     return w
-
-
-def _columns(classes: np.ndarray, labels: Any) -> np.ndarray:
-    """Column of each label in the sorted `classes` (MergeError for an unknown label)."""
-    labels = np.asarray(labels)
-    cols = np.searchsorted(classes, labels)
-    ok = cols < len(classes)
-    ok[ok] = classes[cols[ok]] == labels[ok]
-    if not ok.all():
-        raise MergeError(f"labels {np.unique(labels[~ok]).tolist()} are not in the merged classes {classes.tolist()}")
-    return cols.astype(np.intp)
-
-
-def _merged_classes(estimators: list, given: Any) -> np.ndarray:
-    union = np.unique(np.concatenate([np.asarray(e.classes_) for e in estimators]))
-    if given is None:
-        return union
-    classes = np.unique(np.asarray(given))
-    missing = union[~np.isin(union, classes)]
-    if missing.size:
-        raise MergeError(
-            f"sub-models know classes {missing.tolist()} that are not in the global class set {classes.tolist()}"
-        )
-    return classes
 
 
 class _PrefitVoting(BaseEstimator):
@@ -157,7 +99,7 @@ class _PrefitVoting(BaseEstimator):
 
     def _adopt(self, fitted: list) -> _PrefitVoting:
         self.weights_ = _check_weights(self.weights, len(fitted))
-        n_features, names = _common_inputs(fitted)
+        n_features, names = common_inputs(fitted)
         if n_features is not None:
             self.n_features_in_ = n_features
         if names is not None:
@@ -222,7 +164,7 @@ class VotingMergedClassifier(ClassifierMixin, _PrefitVoting):
             if not is_classifier(e) or not hasattr(e, "classes_"):
                 raise MergeError(f"estimator {i} ({type(e).__name__}) is not a fitted classifier")
         super()._adopt(fitted)
-        self.classes_ = _merged_classes(fitted, self.classes)
+        self.classes_ = global_classes(fitted, self.classes)
         self.voting_ = "hard" if self.voting == "hard" or lacking else "soft"
         return self
 
@@ -242,7 +184,7 @@ class VotingMergedClassifier(ClassifierMixin, _PrefitVoting):
         for est in self.estimators_:
             proba = est.predict_proba(X)
             cols = np.zeros((proba.shape[0], len(self.classes_)), dtype=np.float64)
-            cols[:, _columns(self.classes_, est.classes_)] = proba
+            cols[:, class_columns(self.classes_, est.classes_)] = proba
             aligned.append(cols)
         return np.average(np.stack(aligned), axis=0, weights=self.weights_)
 
@@ -254,7 +196,7 @@ class VotingMergedClassifier(ClassifierMixin, _PrefitVoting):
         weights = np.ones(len(self.estimators_)) if self.weights_ is None else self.weights_
         votes = None
         for w, est in zip(weights, self.estimators_, strict=True):
-            cols = _columns(self.classes_, est.predict(X))
+            cols = class_columns(self.classes_, est.predict(X))
             if votes is None:
                 votes = np.zeros((len(cols), len(self.classes_)), dtype=np.float64)
             votes[np.arange(len(cols)), cols] += w
