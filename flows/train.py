@@ -109,15 +109,20 @@ class DistributedTrainingFlow(FlowSpec):
                                     "peak_rss_mb": max(r["peak_rss_mb"] for r in records)}
         self.step_stats["join"] = {"seconds": time.time() - t0, "peak_rss_mb": peak_rss_mb()}
         self.metrics["steps"] = self.step_stats
-        self.version = registry.new_version(current.run_id)
+        pathspec = f"{current.flow_name}/{current.run_id}"
+        # A retried join whose first attempt published (then failed to save) reuses that version.
+        manifest = registry.find_run_version(storage, spec["name"], pathspec)
+        self.version = manifest["version"] if manifest else registry.new_version(current.run_id)
         self.model_uri = registry.model_uri(storage, spec["name"], self.version, spec["output"]["format"])
         cards.report(self)  # before publishing: a failure here must not leave a version behind
-        manifest = registry.publish(
-            storage, spec["name"], self.model,
-            metrics=self.metrics, spec=spec, pathspec=f"{current.flow_name}/{current.run_id}",
-            fmt=spec["output"]["format"], compress=spec["output"]["compress"], version=self.version,
-            extra={"merger": {k: v for k, v in self.merger_snapshot.items() if k != "source"}},
-        )
+        if manifest is None:
+            manifest = registry.publish(
+                storage, spec["name"], self.model,
+                metrics=self.metrics, spec=spec, pathspec=pathspec,
+                fmt=spec["output"]["format"], compress=spec["output"]["compress"], version=self.version,
+                extra={"merger": {k: v for k, v in self.merger_snapshot.items() if k != "source"}},
+            )
+        faults.maybe_fail_after_publish(current.retry_count)
         self.manifest = {k: v for k, v in manifest.items() if k != "spec"}
         cards.tag_run(spec["name"], self.version)  # publishing is the join's last fallible act
         print(f"join: merged {key} {scores[key]:.4f} on {scores['rows']:,} holdout rows; "

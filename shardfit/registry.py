@@ -29,7 +29,8 @@ LATEST = "latest.json"
 MODEL_FILE = {"joblib": "model.joblib", "skops": "model.skops"}
 # Top-level modules whose types a skops model may contain; anything else is refused.
 SKOPS_TRUSTED_ROOTS = ("sklearn", "numpy", "scipy", "mergers", "builtins", "collections")
-VERSION_RE = re.compile(r"^\d{8}T\d{6}\d{6}Z(-[A-Za-z0-9._-]+)?$")
+# Any version id a user may name: no path separators, so a lookup never leaves <name>/.
+VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 
 
 def new_version(run_id: str | int | None = None, now: dt.datetime | None = None) -> str:
@@ -122,6 +123,7 @@ def publish(
     storage = location if isinstance(location, Storage) else open_storage(location)
     _check_name(name)
     version = version or new_version()
+    _check_version(version)
     blob = serialize(model, fmt, compress)
     model_file = MODEL_FILE[fmt]
     manifest = {
@@ -171,8 +173,15 @@ def move_latest(storage: Storage, name: str, version: str, attempts: int = 50) -
     raise RegistryError(f"{storage.url(key)}: could not move latest after {attempts} attempts")
 
 
+def _check_version(version: str) -> None:
+    if not VERSION_RE.match(version or "") or ".." in version:
+        raise RegistryError(f"version {version!r} is not a valid version id")
+
+
 def resolve_version(storage: Storage, name: str, version: str = "latest") -> str:
+    _check_name(name)
     if version != "latest":
+        _check_version(version)
         return version
     try:
         data = storage.read_bytes(f"{name}/{LATEST}")
@@ -215,9 +224,19 @@ def load_model(location: str, name: str, version: str = "latest") -> Any:
     return deserialize(blob, manifest["format"])
 
 
-def list_versions(location: str, name: str) -> list[dict]:
+def find_run_version(location: str | Storage, name: str, pathspec: str) -> dict | None:
+    """The manifest a run already published, if any: lets a retried join publish only once."""
+    storage = location if isinstance(location, Storage) else open_storage(location)
+    for v in reversed(list_versions(storage, name)):
+        if v["pathspec"] == pathspec:
+            return read_manifest(storage, name, v["version"])
+    return None
+
+
+def list_versions(location: str | Storage, name: str) -> list[dict]:
     """Every version of `name`, oldest first, with its metrics; `latest` is flagged."""
-    storage = open_storage(location)
+    _check_name(name)
+    storage = location if isinstance(location, Storage) else open_storage(location)
     try:
         latest = resolve_version(storage, name)
     except RegistryError:

@@ -58,6 +58,15 @@ def test_failed_join_publishes_nothing_and_resume_publishes_once(tmp_path: Path)
     assert not list((models / "_runs").rglob("*.npy"))  # cleaned after the resumed success
 
 
+def test_join_retried_after_publishing_publishes_once(tmp_path: Path):
+    path = write_spec(tmp_path, small_spec(tmp_path))
+    result = run_flow(["run", "--spec", str(path)], env=flow_env(SHARDFIT_FAIL_JOIN_AFTER_PUBLISH="1"), cwd=tmp_path)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "join failed after publishing, on attempt 0" in out
+    assert len(_versions(tmp_path / "models")) == 1
+
+
 def test_skops_format_round_trips_with_an_allowlist(tmp_path: Path):
     spec = small_spec(tmp_path, output={"location": str(tmp_path / "models"), "format": "skops"})
     result = run_flow(["run", "--spec", str(write_spec(tmp_path, spec))], cwd=tmp_path)

@@ -117,3 +117,17 @@ def test_race_between_processes(tmp_path: Path):
         p.join(120)
         assert p.exitcode == 0
     _check_race(tmp_path, 12)
+
+
+@pytest.mark.parametrize("bad", ["../x", "a/b", "..", "v1/../../etc"])
+def test_version_ids_cannot_leave_the_model_folder(tmp_path: Path, bad: str):
+    registry.publish(str(tmp_path), "lr", _model(), version="v1")
+    with pytest.raises(RegistryError, match="not a valid version id"):
+        registry.read_manifest(str(tmp_path), "lr", bad)
+
+
+def test_a_run_finds_the_version_it_already_published(tmp_path: Path):
+    registry.publish(str(tmp_path), "lr", _model(), version="v1", pathspec="F/1")
+    registry.publish(str(tmp_path), "lr", _model(), version="v2", pathspec="F/2")
+    assert registry.find_run_version(str(tmp_path), "lr", "F/1")["version"] == "v1"
+    assert registry.find_run_version(str(tmp_path), "lr", "F/3") is None
