@@ -56,7 +56,7 @@ def report(flow: Any) -> None:
 
     from shardfit.evaluate import SCORE_KEY
 
-    t0 = time.time()
+    t0, cpu0 = time.time(), time.process_time()
     try:
         card = current.card["report"]
     except Exception as exc:  # noqa: BLE001 - no card decorator (e.g. a bare step): nothing to fill
@@ -71,7 +71,7 @@ def report(flow: Any) -> None:
             continue
         for component in components:
             card.append(component)
-    print(f"join: report card built in {time.time() - t0:.2f}s")
+    print(f"join: report card built in {time.time() - t0:.2f}s ({time.process_time() - cpu0:.2f}s CPU)")
 
 
 def _header(flow: Any, key: str) -> list:
@@ -81,17 +81,20 @@ def _header(flow: Any, key: str) -> list:
     spec, metrics = flow.resolved_spec, flow.metrics
     score = fmt_score(metrics["merged"][key])
     model = spec["model"]
+    holdout = metrics.get("holdout_rows") or 0
     lines = [
-        f"# {spec['name']} · version `{flow.version}` · {key} {score}",
-        f"Merged holdout **{key} {score}** on {metrics['holdout_rows']:,} rows, "
-        f"{len(metrics['partitions'])} partitions merged in {metrics['merge_seconds']:.2f}s.",
+        f"# {spec['name']} · {key} {score}",
+        f"### version `{flow.version}`",
+        "",
+        f"Merged holdout **{key} {score}** on {holdout:,} rows, "
+        f"{len(metrics['partitions'])} partitions merged in {metrics.get('merge_seconds', 0.0):.2f}s.",
         "",
         f"Published **`{flow.model_uri}`**  ",
         f"Version **`{flow.version}`** of `{spec['name']}` — "
         f"`{model['module']}.{model['class']}`",
     ]
     boxes = [ValueBox(title=f"merged holdout {key}", value=score, theme="success"),
-             ValueBox(title="holdout rows", value=f"{metrics['holdout_rows']:,}"),
+             ValueBox(title="holdout rows", value=f"{holdout:,}"),
              ValueBox(title="partitions", value=str(len(metrics["partitions"])))]
     if metrics.get("n_estimators"):
         boxes.append(ValueBox(title="trees", value=f"{metrics['n_estimators']:,}"))
@@ -113,11 +116,12 @@ def _partition_table(flow: Any, key: str) -> list:
     """One row per train task: size, cost and holdout score, to spot a bad or slow partition."""
     from metaflow.cards import Markdown, Table
 
+    counts = flow.kind == "classifier"  # a regressor's partitions have no class counts
     rows = [
         [
             str(r["index"]),
             f"{r['rows']:,}",
-            _class_counts_text(r.get("class_counts"), flow.plan),
+            *([_class_counts_text(r.get("class_counts"), flow.plan)] if counts else []),
             f"{r['fit_seconds']:.2f}",
             f"{r['peak_rss_mb']:.0f}",
             fmt_score(r[key]),
@@ -126,8 +130,8 @@ def _partition_table(flow: Any, key: str) -> list:
         ]
         for r in flow.metrics["partitions"]
     ]
-    headers = ["partition", "rows", "class counts", "fit s", "peak RSS MB", f"holdout {key}",
-               "seed", "attempt"]
+    headers = ["partition", "rows", *(["class counts"] if counts else []), "fit s", "peak RSS MB",
+               f"holdout {key}", "seed", "attempt"]
     return [Markdown("## Partitions"), Table(rows, headers=headers)]
 
 
@@ -142,7 +146,7 @@ def _score_chart(flow: Any, key: str) -> list:
     labels = [f"p{r['index']}" for r in records]
     bars = ax.bar(labels, scores, color="#7aa6c2", label="partition sub-model")
     ax.axhline(merged, color="#d1495b", linewidth=2, label=f"merged {fmt_score(merged)}")
-    ax.bar_label(bars, labels=[fmt_score(s) for s in scores], fontsize=8, padding=2)
+    ax.bar_label(bars, labels=[fmt_score(s) for s in scores], fontsize=8, label_type="center")
     lo, hi = min([*scores, merged]), max([*scores, merged])
     pad = max((hi - lo) * 0.5, 0.01)
     ax.set_ylim(lo - pad, hi + pad)
@@ -182,21 +186,38 @@ def _feature_importances(flow: Any, key: str) -> list:
     """Top features of the merged forest; skipped for models without feature_importances_."""
     from metaflow.cards import Markdown
 
-    try:
-        importances = np.asarray(getattr(flow.model, "feature_importances_", None), dtype=float)
-    except Exception:  # noqa: BLE001 - sklearn raises for unfitted or non-tree members
-        return []
-    if importances.ndim != 1 or importances.size == 0:
+    importances = _importances(flow.model)
+    if importances is None or importances.ndim != 1 or importances.size == 0:
         return []
     names = list(flow.plan.get("feature_names") or [])
     if len(names) != importances.size:
         names = [f"x{i}" for i in range(importances.size)]
     top = np.argsort(importances)[::-1][:TOP_FEATURES]
-    fig, ax = _figure(7, 0.6 + 0.28 * len(top))
+    fig, ax = _figure(7, max(1.8, 0.6 + 0.28 * len(top)))
     ax.barh([str(names[i]) for i in top][::-1], importances[top][::-1], color="#5b8e7d")
     ax.set_xlabel("mean decrease in impurity")
     ax.set_title(f"Top {len(top)} feature importances (merged model)", fontsize=10)
     return [Markdown("## Feature importances"), _image(fig, "feature importances")]
+
+
+def _importances(model: Any) -> np.ndarray | None:
+    """The forest's feature_importances_, computed in this thread.
+
+    sklearn's property gives the same numbers (per-tree normalised importances, averaged over
+    trees that split, renormalised) but starts n_jobs threads per call: 0.3 s instead of 0.01 s
+    on the 1,500-tree moons forest. Anything that is not a plain forest uses the property.
+    """
+    trees = getattr(model, "estimators_", None)
+    if isinstance(trees, list) and trees and all(hasattr(t, "tree_") for t in trees):
+        per_tree = [t.tree_.compute_feature_importances() for t in trees if t.tree_.node_count > 1]
+        if per_tree:
+            mean = np.mean(per_tree, axis=0)
+            return mean / mean.sum() if mean.sum() > 0 else mean
+    try:
+        value = getattr(model, "feature_importances_", None)
+    except Exception:  # noqa: BLE001 - sklearn raises for unfitted or non-tree members
+        return None
+    return None if value is None else np.asarray(value, dtype=float)
 
 
 def _holdout_plot(flow: Any, key: str) -> list:
