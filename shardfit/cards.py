@@ -1,4 +1,4 @@
-"""The join step's card, the run's tags, and small join-side helpers."""
+"""The join step's card and the run's tags: what a user sees in the Metaflow UI."""
 
 from __future__ import annotations
 
@@ -7,20 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
-from shardfit.partition import iter_array_chunks
-from shardfit.storage import Storage
-
-
-def load_calibration(plan: dict, storage: Storage) -> tuple[np.ndarray, np.ndarray] | None:
-    """The calibration slice, for stacking mergers; small by construction (calibration_size)."""
-    from shardfit.evaluate import decode_labels
-
-    desc = plan.get("calibration")
-    if not desc or not desc["rows"]:
-        return None
-    xs, ys = zip(*iter_array_chunks(desc, plan, storage), strict=True)
-    return np.concatenate(xs), decode_labels(np.concatenate(ys), plan)
 
 
 def tag_run(name: str, version: str) -> None:
@@ -37,8 +23,7 @@ def tag_run(name: str, version: str) -> None:
 # --- the join card -----------------------------------------------------------------------------
 # report() builds one section at a time. A section whose input is missing (a regressor has no
 # class counts, a merged model without feature_importances_) returns nothing; a section that fails
-# anyway is skipped with one log line, because by the time the card is drawn the version is
-# already published and a retried join would publish a second one.
+# anyway is skipped with one log line: a card is a view of the run, never a reason to fail it.
 
 TOP_FEATURES = 15
 FIG_DPI = 100
