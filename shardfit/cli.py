@@ -66,11 +66,24 @@ def precheck(argv: list[str], spec_path: str | None) -> None:
     if spec_path is None:
         return
     spec = spec_mod.load(spec_path)
-    if spec["compute"].get("kubernetes") and _datastore(argv) == "local" and "--with" not in argv:
+    k8s = spec["compute"].get("kubernetes")
+    if k8s and _datastore(argv) == "local":
         raise ShardfitError(
             f"{spec_path}: compute.kubernetes needs a cloud datastore: run with --datastore=gs "
             "and set METAFLOW_DATASTORE_SYSROOT_GS=gs://<bucket>/metaflow"
         )
+    if k8s and _command_name(argv) == "argo-workflows":
+        namespace = os.environ.get("METAFLOW_KUBERNETES_NAMESPACE", "default")
+        if k8s.get("namespace") and k8s["namespace"] != namespace:
+            raise ShardfitError(
+                f"{spec_path}: compute.kubernetes.namespace is {k8s['namespace']!r}: set "
+                f"METAFLOW_KUBERNETES_NAMESPACE={k8s['namespace']} (Argo runs a workflow in one namespace)"
+            )
+        if not os.environ.get("METAFLOW_KUBERNETES_CONTAINER_IMAGE"):
+            raise ShardfitError(
+                f"{spec_path}: set METAFLOW_KUBERNETES_CONTAINER_IMAGE={k8s['image']} "
+                "(Argo runs start, partition and end as pods too)"
+            )
     if _command_name(argv) in COMMANDS_THAT_RUN:
         from shardfit import validate
 
