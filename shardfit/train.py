@@ -13,7 +13,18 @@ from shardfit.storage import Storage
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory (Linux reports KiB)."""
+    """This process's own peak resident memory, in MB.
+
+    VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over fork and
+    execve, so every Metaflow task would report at least the runtime's peak.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
