@@ -211,7 +211,8 @@ class Source:
     def _batch_to_xy(self, batch, cols: list[str], unit: Unit) -> tuple[np.ndarray, np.ndarray]:
         import pyarrow as pa
 
-        X = np.empty((batch.num_rows, len(cols)), dtype=np.float32)
+        # Fill column-major (contiguous writes), then one transpose into row-major rows.
+        Xt = np.empty((len(cols), batch.num_rows), dtype=np.float32)
         for j, col in enumerate(cols):
             arr = batch.column(batch.schema.get_field_index(col))
             t = arr.type
@@ -220,16 +221,18 @@ class Source:
                 t = arr.type
             if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_decimal(t) or pa.types.is_null(t):
                 if col in self.categorical:
-                    X[:, j] = self.encoders.encode_column(col, np.asarray(arr.to_pylist(), dtype=object))
-                else:
-                    X[:, j] = arr.cast(pa.float32()).to_numpy(zero_copy_only=False)
+                    Xt[j] = self.encoders.encode_column(col, np.asarray(arr.to_pylist(), dtype=object))
+                else:  # floats convert without a copy; ints, bools, decimals and nulls via a cast
+                    Xt[j] = (arr if pa.types.is_floating(t) and not arr.null_count else arr.cast(pa.float32())
+                             ).to_numpy(zero_copy_only=False)
             elif col in self.categorical:
-                X[:, j] = self.encoders.encode_column(col, np.asarray(arr.to_pylist(), dtype=object))
+                Xt[j] = self.encoders.encode_column(col, np.asarray(arr.to_pylist(), dtype=object))
             else:
                 raise DataError(
                     f"data.features: column '{col}' in {unit.name} is not numeric ({t}); "
                     "list it under data.categorical to ordinal-encode it"
                 )
+        X = np.ascontiguousarray(Xt.T)
         yarr = batch.column(batch.schema.get_field_index(self.target))
         if pa.types.is_dictionary(yarr.type):
             yarr = yarr.cast(yarr.type.value_type)

@@ -291,8 +291,9 @@ def partition(
                         counts["rows"] = counts.get("rows", 0) + int(train_rows.sum())
                 else:
                     dest = assigner.assign(y)
-                # One stable sort scatters the chunk to every output in a single gather.
-                order = np.argsort(dest, kind="stable")
+                # One stable sort scatters the chunk to every output in a single gather;
+                # on int8 keys (P <= 100, plus holdout/calibration) numpy's stable sort is a radix sort.
+                order = np.argsort(dest.astype(np.int8), kind="stable")
                 keys, first = np.unique(dest[order], return_index=True)
                 bounds = list(first[1:]) + [len(dest)]
                 Xs, ys = X[order], y[order]
