@@ -33,7 +33,7 @@ from pathlib import Path
 
 import common
 import numpy as np
-from common import OUT, ROOT, Timer, fmt_acc, log
+from common import OUT, Timer, fmt_acc, log
 from sklearn.ensemble import RandomForestClassifier
 
 from mergers.forest import combine_forests, naive_concat
@@ -313,12 +313,7 @@ def plot(res: dict, path: Path) -> str:
     axes[0].legend(fontsize=8, loc="lower left")
     axes[1].legend(fontsize=8, loc="lower left")
     fig.suptitle(f"5-class make_classification, {res['rows']:,} rows, T = {res['trees']} fully grown trees")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    log(f"wrote {path}")
-    return str(path.relative_to(ROOT))
+    return common.save_figure(fig, path)
 
 
 def markdown(res: dict) -> str:

@@ -112,6 +112,18 @@ def show_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]
     return md_table(headers, rows, right)
 
 
+def save_figure(fig: Any, path: Path) -> str:
+    """Write a plot next to the benchmark's JSON; return its path relative to the repo for the markdown."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    log(f"wrote {path}")
+    return str(path.relative_to(ROOT))
+
+
 def write_json(path: Path, obj: Any) -> None:
     def default(o: Any) -> Any:
         if hasattr(o, "tolist"):

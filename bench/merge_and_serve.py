@@ -30,7 +30,7 @@ from pathlib import Path
 import common
 import joblib
 import numpy as np
-from common import OUT, ROOT, Timer, fmt_mb, fmt_s, log
+from common import OUT, Timer, fmt_mb, fmt_s, log
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 
@@ -193,12 +193,7 @@ def plot(res: dict, path: Path) -> str:
     a2.set_title("model size")
     a3.set_ylabel("seconds (median)")
     a3.set_title("predict latency, n_jobs=1")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    log(f"wrote {path}")
-    return str(path.relative_to(ROOT))
+    return common.save_figure(fig, path)
 
 
 def markdown(res: dict) -> str:

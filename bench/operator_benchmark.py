@@ -161,12 +161,7 @@ def plot(res: dict, path: Path) -> str:
     a2.set_ylabel("seconds")
     a2.set_title("time (single/operator: in-process fits; flow: wall)")
     a2.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    log(f"wrote {path}")
-    return str(path.relative_to(ROOT))
+    return common.save_figure(fig, path)
 
 
 def markdown(res: dict) -> str:

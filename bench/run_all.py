@@ -179,12 +179,7 @@ def plot_memory(res: dict, path: Path) -> str:
     ax.set_ylabel("peak RSS, MB")
     ax.set_title(f"peak memory per flow step (P = {res['harness']['partitions']}) vs one process fitting everything")
     ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    log(f"wrote {path}")
-    return str(path.relative_to(ROOT))
+    return common.save_figure(fig, path)
 
 
 def memory_markdown(res: dict) -> str:
