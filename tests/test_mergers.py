@@ -417,10 +417,10 @@ def test_voting_merged_model_is_fitted_clonable_and_picklable():
 # (validation, shapes, dtypes, pickling, cloning, tags) follows the API. What
 # they cannot cover for the merge path (adopted models are fitted, clone
 # unfits them, pickling keeps predictions) is tested just above.
-# scikit-learn's own checks, minus the two that only test optional inputs (array-API
-# namespaces, pandas frames) whose libraries this project does not install: those would
+# scikit-learn's own checks (pandas is a test dependency, so the DataFrame checks run), minus
+# the one for array-API namespaces, which this project does not support or install: it would
 # skip, and a skipped check proves nothing.
-_NEEDS_OPTIONAL = {"check_array_api_input", "check_dataframe_column_names_consistency"}
+_NEEDS_OPTIONAL = {"check_array_api_input"}
 _VOTING_ESTIMATORS = [
     VotingMergedClassifier(estimators=[LogisticRegression(), DecisionTreeClassifier(max_depth=3)]),
     VotingMergedClassifier(estimators=[RidgeClassifier(), DecisionTreeClassifier(max_depth=3)]),
