@@ -18,6 +18,12 @@ def decode_labels(y: np.ndarray, plan: dict) -> np.ndarray:
     return np.asarray(values, dtype=object)[np.asarray(y, dtype=np.int64)]
 
 
+def _positions(values: np.ndarray, index: dict) -> np.ndarray:
+    """Each value's position in `index` (-1 if absent), looking up only the distinct values."""
+    uniq, inverse = np.unique(np.asarray(values), return_inverse=True)
+    return np.array([index.get(u, -1) for u in uniq.tolist()], dtype=np.int64)[inverse.ravel()]
+
+
 def evaluate(model, plan: dict, storage: Storage, kind: str, which: str = "holdout", residual_sample: int = 2000) -> dict:
     """Accuracy and a confusion matrix for classifiers; r2, MAE and RMSE (plus a residual sample) for regressors."""
     desc = plan[which]
@@ -31,9 +37,9 @@ def evaluate(model, plan: dict, storage: Storage, kind: str, which: str = "holdo
             pred = model.predict(X)
             correct += int(np.sum(pred == y))
             n += len(y)
-            for t, p in zip(y.tolist(), pred.tolist(), strict=True):
-                if t in index and p in index:
-                    cm[index[t], index[p]] += 1
+            t, p = _positions(y, index), _positions(pred, index)
+            ok = (t >= 0) & (p >= 0)
+            cm += np.bincount(t[ok] * len(index) + p[ok], minlength=cm.size).reshape(cm.shape)
         return {
             "accuracy": correct / max(n, 1),
             "rows": n,
