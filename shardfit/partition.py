@@ -21,7 +21,7 @@ import numpy as np
 
 from shardfit.data import Encoders, Source, Unit
 from shardfit.errors import DataError
-from shardfit.storage import Storage
+from shardfit.storage import LocalStorage, Storage
 
 NPY_HEADER_LEN = 128  # fixed, so the final shape can be written in place
 
@@ -99,10 +99,6 @@ class Progress:
         dt = max(time.monotonic() - self.start, 1e-9)
         word = "done" if final else "so far"
         print(f"{self.label}: {self.rows:,} rows {word}, {self.rows / dt:,.0f} rows/s", file=self.stream, flush=True)
-
-    @property
-    def rate(self) -> float:
-        return self.rows / max(time.monotonic() - self.start, 1e-9)
 
 
 class Assigner:
@@ -238,7 +234,6 @@ def partition(
     storage: Storage,
     prefix: str,
     classification: bool,
-    log: Callable[[str], None] = print,
     progress_every: float = 5.0,
 ) -> dict:
     """Stream the source once; write partitions under `prefix` in `storage`; return the plan."""
@@ -258,7 +253,6 @@ def partition(
     progress = Progress("partition", every=progress_every)
     started = time.monotonic()
     y_dtype = _labels_dtype(classification)
-    label_kinds: set[str] = set()
     with _workdir(storage, prefix) as folder:
         targets: dict[int, _Target] = {}
 
@@ -273,7 +267,6 @@ def partition(
             start = 0
             counts: dict[Any, int] = {}
             for X, y in prefetch(source.iter_chunks(unit)):
-                label_kinds.add(y.dtype.kind)
                 if classification and y.dtype.kind == "f":
                     if not np.all(np.mod(y, 1) == 0):
                         raise DataError(f"data.target: {unit.name} has non-integer labels for a classifier")
@@ -398,8 +391,6 @@ def _plain(counts: dict) -> dict:
 @contextlib.contextmanager
 def _workdir(storage: Storage, prefix: str) -> Iterator[str]:
     """Write locally first: into place for a local store, into a temp dir before upload to GCS."""
-    from shardfit.storage import LocalStorage
-
     if isinstance(storage, LocalStorage):
         folder = storage.url(prefix)
         os.makedirs(folder, exist_ok=True)
@@ -412,16 +403,11 @@ def _workdir(storage: Storage, prefix: str) -> Iterator[str]:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def open_array(uri: str, storage: Storage, key: str) -> tuple[np.ndarray, Callable[[], None]]:
-    """Memory-map a stored `.npy` (downloading it first from GCS); returns (array, cleanup)."""
-    from shardfit.storage import LocalStorage
-
-    if isinstance(storage, LocalStorage):
-        return np.load(uri, mmap_mode="r", allow_pickle=False), lambda: None
-    tmp = tempfile.mkdtemp(prefix="shardfit-read-")
-    path = os.path.join(tmp, os.path.basename(key))
-    storage.download_file(key, path)
-    return np.load(path, mmap_mode="r", allow_pickle=False), lambda: shutil.rmtree(tmp, ignore_errors=True)
+def open_array(storage: Storage, key: str) -> tuple[np.ndarray, Callable[[], None]]:
+    """Memory-map a stored `.npy` (from a local copy on GCS); returns (array, cleanup)."""
+    stack = contextlib.ExitStack()
+    path = stack.enter_context(storage.local_copy(key))
+    return np.load(path, mmap_mode="r", allow_pickle=False), stack.close
 
 
 def load_part(desc: dict, plan: dict, data_spec: dict, storage: Storage) -> tuple[np.ndarray, np.ndarray, list[Callable[[], None]]]:
@@ -446,8 +432,8 @@ def load_part(desc: dict, plan: dict, data_spec: dict, storage: Storage) -> tupl
             return np.concatenate(xs), np.concatenate(ys), []
         key_prefix = plan["key_prefix"]
         stem = os.path.basename(desc["X"])[: -len(".X.npy")]
-        X, c1 = open_array(desc["X"], storage, f"{key_prefix}/{stem}.X.npy")
-        y, c2 = open_array(desc["y"], storage, f"{key_prefix}/{stem}.y.npy")
+        X, c1 = open_array(storage, f"{key_prefix}/{stem}.X.npy")
+        y, c2 = open_array(storage, f"{key_prefix}/{stem}.y.npy")
     except DataError as exc:
         raise DataError(f"{where}: {exc.message}") from None
     except Exception as exc:  # noqa: BLE001 - a corrupt or missing file: say which

@@ -140,7 +140,7 @@ def test_npy_appender_writes_valid_npy(tmp_path: Path):
 
 def _partition(tmp_path: Path, spec: dict, prefix: str = "run") -> tuple[dict, LocalStorage]:
     storage = LocalStorage(str(tmp_path / "out"))
-    return partition(spec, storage, prefix, classification=True, log=lambda s: None), storage
+    return partition(spec, storage, prefix, classification=True), storage
 
 
 def test_stratified_class_counts_within_one_row(tmp_path: Path):

@@ -365,7 +365,7 @@ def test_partitions_round_trip_through_gcs(emulator, gcs, tmp_path):
     _upload_parquet(gcs, BUCKET, "pq2/all.parquet", X, y)
     spec = _data_spec(tmp_path, f"gs://{BUCKET}/pq2/*.parquet")
     store = GCSStorage(f"gs://{BUCKET}/work")
-    plan = partition(spec, store, "_runs/F/1/partitions", classification=True, log=lambda _: None)
+    plan = partition(spec, store, "_runs/F/1/partitions", classification=True)
     written = _names(gcs, BUCKET, "work/_runs/F/1/partitions/")
     assert {n.rsplit("/", 1)[-1] for n in written} == {
         f"{stem}.{s}" for stem in ("part-0000", "part-0001", "part-0002", "holdout") for s in ("X.npy", "y.npy")}
