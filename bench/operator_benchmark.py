@@ -5,7 +5,7 @@ RandomForestClassifier(n_estimators=500, max_leaf_nodes=16, random_state=666, n_
 
   single     one forest on all training rows
   operator   the operator's hand split (np.array_split into 3, every worker random_state=666)
-             merged with its `combine_rfs` (copied verbatim below)
+             merged with its `combine_rfs` (specs/merge_list_rfs.py, as it shipped)
   shardfit   flows/train.py run end to end on specs/moons.yaml (only `output` moved to a temp folder)
 
 All three are scored on the flow's own holdout: this script reproduces the flow's
@@ -21,8 +21,6 @@ overlap the flow's training rows.
 
 from __future__ import annotations
 
-import argparse
-import tempfile
 from pathlib import Path
 
 import common
@@ -35,13 +33,12 @@ from sklearn.model_selection import train_test_split
 SPEC = ROOT / "specs" / "moons.yaml"
 
 
-def combine_rfs(rfs):
-    """The operator's merge, verbatim (it mutates and returns the first forest)."""
-    rf_a = rfs[0]
-    for rf in rfs[1:]:
-        rf_a.estimators_ += rf.estimators_
-    rf_a.n_estimators = len(rf_a.estimators_)
-    return rf_a
+def combine_rfs(rfs: list) -> object:
+    """The operator's merge, loaded from specs/merge_list_rfs.py as shardfit loads a user's merger file."""
+    from shardfit import merge
+
+    fn = merge.resolve(merge.snapshot({"path": str(ROOT / "specs" / "merge_list_rfs.py"), "function": "combine_rfs"}))
+    return fn(rfs)
 
 
 def accuracy(model, X: np.ndarray, y: np.ndarray) -> float:
@@ -246,13 +243,7 @@ Metaflow persisting artifacts, its card-rendering subprocesses, and the end step
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="accepted for symmetry; this benchmark is already small")
-    args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="shardfit-bench-op-") as tmp:
-        res = run(args.quick, Path(tmp))
-    print(res["markdown"])
-
+    common.standalone(__doc__, "accepted for symmetry; this benchmark is already small", "shardfit-bench-op-", run)
 
 if __name__ == "__main__":
     main()

@@ -41,14 +41,7 @@ CR_BUCKET = "shardfit-operator"  # the operator's layout
 FLOW_NAME = "DistributedTrainingFlow"
 
 # The operator's merger, byte for byte as it shipped in merge_list_rfs.py.
-OPERATOR_MERGER = """\
-def combine_rfs(rfs):
-    rf_a = rfs[0]
-    for rf in rfs[1:]:
-        rf_a.estimators_ += rf.estimators_
-        rf_a.n_estimators = len(rf_a.estimators_)
-    return rf_a
-"""
+OPERATOR_MERGER = (ROOT / "specs" / "merge_list_rfs.py").read_text()
 
 # A second publisher process: waits for "go" on stdin so both start together.
 PUBLISHER = """\
