@@ -120,6 +120,17 @@ def _shell(model: BaseEstimator) -> BaseEstimator:
     return merged
 
 
+def _assemble(first: BaseEstimator, members: list, classes: np.ndarray | None) -> BaseEstimator:
+    """An unfitted copy of the first model's class and parameters, holding every member."""
+    merged = _shell(first)
+    merged.estimators_ = members
+    merged.n_estimators = len(members)
+    if classes is not None:
+        merged.classes_ = classes.copy()
+        merged.n_classes_ = len(classes)
+    return merged
+
+
 def _merge_forest(models: list, classes: np.ndarray | None) -> BaseEstimator:
     trees = []
     for m in models:
@@ -131,13 +142,7 @@ def _merge_forest(models: list, classes: np.ndarray | None) -> BaseEstimator:
             # Forest trees are fitted on class indices (0.0, 1.0, ...) of their forest.
             local = np.asarray(tree.classes_).astype(np.intp)
             trees.append(align_tree(tree, cols[local], len(classes)))
-    merged = _shell(models[0])
-    merged.estimators_ = trees
-    merged.n_estimators = len(trees)
-    if classes is not None:
-        merged.classes_ = classes.copy()
-        merged.n_classes_ = len(classes)
-    return merged
+    return _assemble(models[0], trees, classes)
 
 
 def _merge_bagging(models: list, classes: np.ndarray | None) -> BaseEstimator:
@@ -157,13 +162,8 @@ def _merge_bagging(models: list, classes: np.ndarray | None) -> BaseEstimator:
                 members.append(align_tree(est, cols[local], len(classes)))
             else:
                 members.append(AlignedBaseClassifier(copy.deepcopy(est), cols[local], len(classes)))
-    merged = _shell(models[0])
-    merged.estimators_ = members
+    merged = _assemble(models[0], members, classes)
     merged.estimators_features_ = features
-    merged.n_estimators = len(members)
-    if classes is not None:
-        merged.classes_ = classes.copy()
-        merged.n_classes_ = len(classes)
     return merged
 
 
