@@ -25,9 +25,7 @@ shuffled data (must match exactly), one on the label-sorted training rows writte
 
 from __future__ import annotations
 
-import argparse
 import gc
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -447,14 +445,11 @@ at every P, while total and the control do about 1/P of it.
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="30k rows, P up to 8")
-    ap.add_argument("--trees", type=int, default=64, help="tree budget T per model (default 64)")
-    args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="shardfit-bench-avp-") as tmp:
-        res = run(args.quick, Path(tmp), args.trees)
-    print(res["markdown"])
-
+    common.standalone(
+        __doc__, "30k rows, P up to 8", "shardfit-bench-avp-", run,
+        add_args=lambda ap: ap.add_argument("--trees", type=int, default=64,
+                                            help="tree budget T per model (default 64)"),
+    )
 
 if __name__ == "__main__":
     main()

@@ -112,6 +112,23 @@ def show_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]
     return md_table(headers, rows, right)
 
 
+def standalone(doc: str, quick_help: str, prefix: str, run: Callable[..., dict],
+               add_args: Callable[[Any], None] | None = None) -> None:
+    """Run one benchmark on its own (`python bench/X.py [--quick]`) in a temporary folder; print its markdown."""
+    import argparse
+    import tempfile
+
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help=quick_help)
+    if add_args:
+        add_args(ap)
+    args = vars(ap.parse_args())
+    quick = args.pop("quick")
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        res = run(quick, Path(tmp), **args)
+    print(res["markdown"])
+
+
 def save_figure(fig: Any, path: Path) -> str:
     """Write a plot next to the benchmark's JSON; return its path relative to the repo for the markdown."""
     import matplotlib.pyplot as plt

@@ -20,10 +20,8 @@ on all the rows (64, 256, 1024 trees; --quick 64, 256).
 
 from __future__ import annotations
 
-import argparse
 import copy
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -262,13 +260,7 @@ loads {skops_vs:.1f}× slower than uncompressed joblib.{c3_note}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="16k rows, up to 256 trees")
-    args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="shardfit-bench-serve-") as tmp:
-        res = run(args.quick, Path(tmp))
-    print(res["markdown"])
-
+    common.standalone(__doc__, "16k rows, up to 256 trees", "shardfit-bench-serve-", run)
 
 if __name__ == "__main__":
     main()
