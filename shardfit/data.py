@@ -1,9 +1,12 @@
 """Data sources read in chunks, so no step ever holds the whole dataset.
 
-A source is a list of *units*, each read as a stream of (X, y) chunks with X
-as float32 (forests compute in float32 anyway). A unit is one file, one
-operator pickle pair (`train_<n>.pkl` + `label_<n>.pkl`), or the in-memory
-result of a demo callable.
+A source is a list of *units*, each read as a stream of chunks. A chunk is
+its feature columns, each a 1-D float32 array (forests compute in float32
+anyway), and its labels. Columns rather than rows because Arrow hands them
+over without a copy, and the partition step gathers each column by its sort
+order and transposes once per output; `iter_chunks` gives row-major X for
+everyone else. A unit is one file, one operator pickle pair (`train_<n>.pkl`
++ `label_<n>.pkl`), or the in-memory result of a demo callable.
 """
 
 from __future__ import annotations
@@ -132,7 +135,12 @@ class Source:
 
     # -- reading ---------------------------------------------------------
     def iter_chunks(self, unit: Unit) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(X float32, y) chunks of one unit, at most `chunk_rows` rows each."""
+        """(X float32 row-major, y) chunks of one unit, at most `chunk_rows` rows each."""
+        for cols, y in self.iter_columns(unit):
+            yield to_rows(cols, len(y)), y
+
+    def iter_columns(self, unit: Unit) -> Iterator[tuple[list[np.ndarray], np.ndarray]]:
+        """(feature columns, y) chunks of one unit; columns may be read-only views of Arrow memory."""
         reader = {
             "callable": self._read_callable,
             "parquet": self._read_parquet,
@@ -155,15 +163,18 @@ class Source:
         elif list(names) != self.feature_names:
             raise DataError(f"data.source: {unit.name} has columns {names}, expected {self.feature_names}")
 
-    def _finish(self, X: np.ndarray, y: np.ndarray, unit: Unit) -> tuple[np.ndarray, np.ndarray]:
+    def _finish(self, X: np.ndarray | list[np.ndarray], y: np.ndarray, unit: Unit) -> tuple[list[np.ndarray], np.ndarray]:
+        """Check labels, encode string ones; X (2-D, or already columns) becomes float32 columns."""
         y = np.asarray(y)
         if y.ndim != 1:
             y = y.reshape(len(y), -1)
             if y.shape[1] != 1:
                 raise DataError(f"data.target: {unit.name}: labels must be one column, got shape {y.shape}")
             y = y[:, 0]
-        if len(X) != len(y):
-            raise DataError(f"data.source: {unit.name}: {len(X)} feature rows but {len(y)} labels")
+        if isinstance(X, np.ndarray):
+            if len(X) != len(y):
+                raise DataError(f"data.source: {unit.name}: {len(X)} feature rows but {len(y)} labels")
+            X = list(X.T)
         if y.dtype.kind in "OUS":
             if any(v is None or (isinstance(v, float) and np.isnan(v)) for v in y):
                 raise DataError(f"data.target: {unit.name} has missing labels")
@@ -176,9 +187,9 @@ class Source:
                 )
         elif y.dtype.kind == "b":
             y = y.astype(np.int64)
-        return np.ascontiguousarray(X, dtype=np.float32), y
+        return [np.asarray(c, dtype=np.float32) for c in X], y
 
-    def _read_callable(self, unit: Unit) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def _read_callable(self, unit: Unit) -> Iterator[tuple[list[np.ndarray], np.ndarray]]:
         fn = load_callable(self.spec_source)
         out = fn(**self.data["params"])
         if hasattr(out, "data") and hasattr(out, "target"):
@@ -208,31 +219,27 @@ class Source:
             return list(self.features)
         return [n for n in names if n != self.target]
 
-    def _batch_to_xy(self, batch, cols: list[str], unit: Unit) -> tuple[np.ndarray, np.ndarray]:
+    def _batch_columns(self, batch, cols: list[str], unit: Unit) -> tuple[list[np.ndarray], np.ndarray]:
         import pyarrow as pa
 
-        # Fill column-major (contiguous writes), then one transpose into row-major rows.
-        Xt = np.empty((len(cols), batch.num_rows), dtype=np.float32)
-        for j, col in enumerate(cols):
+        out = []
+        for col in cols:
             arr = batch.column(batch.schema.get_field_index(col))
             t = arr.type
             if pa.types.is_dictionary(t):
                 arr = arr.cast(t.value_type)
                 t = arr.type
-            if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_decimal(t) or pa.types.is_null(t):
-                if col in self.categorical:
-                    Xt[j] = self.encoders.encode_column(col, np.asarray(arr.to_pylist(), dtype=object))
-                else:  # floats convert without a copy; ints, bools, decimals and nulls via a cast
-                    Xt[j] = (arr if pa.types.is_floating(t) and not arr.null_count else arr.cast(pa.float32())
-                             ).to_numpy(zero_copy_only=False)
-            elif col in self.categorical:
-                Xt[j] = self.encoders.encode_column(col, np.asarray(arr.to_pylist(), dtype=object))
+            if col in self.categorical:
+                out.append(self.encoders.encode_column(col, np.asarray(arr.to_pylist(), dtype=object)))
+            elif pa.types.is_floating(t) and not arr.null_count:
+                out.append(arr.to_numpy())  # zero-copy; float64 is narrowed in _finish
+            elif pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_decimal(t) or pa.types.is_null(t):
+                out.append(arr.cast(pa.float32()).to_numpy(zero_copy_only=False))  # nulls become NaN
             else:
                 raise DataError(
                     f"data.features: column '{col}' in {unit.name} is not numeric ({t}); "
                     "list it under data.categorical to ordinal-encode it"
                 )
-        X = np.ascontiguousarray(Xt.T)
         yarr = batch.column(batch.schema.get_field_index(self.target))
         if pa.types.is_dictionary(yarr.type):
             yarr = yarr.cast(yarr.type.value_type)
@@ -242,9 +249,9 @@ class Source:
             y = np.asarray(yarr.to_pylist(), dtype=object)
         else:
             y = yarr.to_numpy(zero_copy_only=False)
-        return X, y
+        return out, y
 
-    def _read_parquet(self, unit: Unit) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def _read_parquet(self, unit: Unit) -> Iterator[tuple[list[np.ndarray], np.ndarray]]:
         import pyarrow.parquet as pq
 
         with local_file(unit.uris[0]) as path:
@@ -253,9 +260,9 @@ class Source:
             cols = self._columns(names, unit)
             self._set_names(cols, unit)
             for batch in pf.iter_batches(batch_size=self.chunk_rows, columns=cols + [self.target]):
-                yield self._finish(*self._batch_to_xy(batch, cols, unit), unit)
+                yield self._finish(*self._batch_columns(batch, cols, unit), unit)
 
-    def _read_csv(self, unit: Unit) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def _read_csv(self, unit: Unit) -> Iterator[tuple[list[np.ndarray], np.ndarray]]:
         import pyarrow.csv as pcsv
 
         opts = dict(self.data["csv"])
@@ -274,7 +281,7 @@ class Source:
             for batch in reader:
                 for start in range(0, batch.num_rows, self.chunk_rows):
                     part = batch.slice(start, self.chunk_rows)
-                    yield self._finish(*self._batch_to_xy(part, cols, unit), unit)
+                    yield self._finish(*self._batch_columns(part, cols, unit), unit)
 
     def _target_index(self, ncols: int, unit: Unit) -> int:
         if self.target in ("label", "-1", "last"):
@@ -287,7 +294,7 @@ class Source:
             raise DataError(f"data.target: column {idx} out of range for {unit.name} ({ncols} columns)")
         return idx % ncols
 
-    def _read_npy(self, unit: Unit) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def _read_npy(self, unit: Unit) -> Iterator[tuple[list[np.ndarray], np.ndarray]]:
         with local_file(unit.uris[0]) as path:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
             if arr.ndim != 2:
@@ -301,7 +308,7 @@ class Source:
                 block = np.asarray(arr[start:start + self.chunk_rows])
                 yield self._finish(block[:, keep], block[:, t], unit)
 
-    def _read_npz(self, unit: Unit) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def _read_npz(self, unit: Unit) -> Iterator[tuple[list[np.ndarray], np.ndarray]]:
         with local_file(unit.uris[0]) as path, np.load(path, allow_pickle=False) as npz:
             if "X" not in npz.files or "y" not in npz.files:
                 raise DataError(f"data.source: {unit.name} must hold arrays 'X' and 'y' (has {npz.files})")
@@ -312,7 +319,7 @@ class Source:
             for start in range(0, X.shape[0], self.chunk_rows):
                 yield self._finish(X[start:start + self.chunk_rows], y[start:start + self.chunk_rows], unit)
 
-    def _read_pickle(self, unit: Unit) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def _read_pickle(self, unit: Unit) -> Iterator[tuple[list[np.ndarray], np.ndarray]]:
         # The operator's own format: trusted, user-owned pickles, one pair per partition.
         loaded = []
         for uri in unit.uris:
@@ -327,6 +334,14 @@ class Source:
         self._set_names(names or [f"x{j}" for j in range(X.shape[1])], unit)
         for start in range(0, len(X), self.chunk_rows):
             yield self._finish(X[start:start + self.chunk_rows], y[start:start + self.chunk_rows], unit)
+
+
+def to_rows(cols: list[np.ndarray], n: int) -> np.ndarray:
+    """Row-major float32 X from feature columns (what estimators and `.npy` partitions want)."""
+    X = np.empty((n, len(cols)), dtype=np.float32)
+    for j, c in enumerate(cols):
+        X[:, j] = c
+    return X
 
 
 def _suffix_fmt(path: str) -> str | None:

@@ -48,7 +48,7 @@ class NpyAppender:
 
     def append(self, block: np.ndarray) -> None:
         if len(block):
-            self._fh.write(np.ascontiguousarray(block, dtype=self.dtype).tobytes())
+            self._fh.write(np.ascontiguousarray(block, dtype=self.dtype).data)  # a view, not a bytes copy
             self.rows += len(block)
 
     def close(self) -> int:
@@ -104,7 +104,7 @@ class Progress:
 class Assigner:
     """Decides, row by row, where each row goes. Reproducible from the seed alone.
 
-    shuffle: IID draws; the random stream does not depend on chunk sizes.
+    shuffle: one IID uniform draw per row; the random stream does not depend on chunk sizes.
     stratified: per class, deterministic error-diffusion for holdout/calibration
     and round-robin from a seeded offset over partitions, so every partition's
     count of every class is within one row of the others.
@@ -124,10 +124,14 @@ class Assigner:
     def assign(self, y: np.ndarray) -> np.ndarray:
         if self.mode == "stratified":
             return self._stratified(y)
-        u = self.rng.random((len(y), 2))
-        out = np.minimum((u[:, 1] * self.P).astype(np.int64), self.P - 1)
-        out[u[:, 0] < self.test + self.cal] = self.CALIBRATION
-        out[u[:, 0] < self.test] = self.HOLDOUT
+        # One uniform per row decides everything: below test_size the holdout, then the
+        # calibration slice, and the rest of [0, 1) split evenly into the P partitions.
+        u = self.rng.random(len(y))
+        held = self.test + self.cal
+        out = ((u - held) * (self.P / (1.0 - held))).astype(np.int8)  # P <= 100 fits
+        np.minimum(out, self.P - 1, out=out)
+        out[u < held] = self.CALIBRATION
+        out[u < self.test] = self.HOLDOUT
         return out
 
     def _offset(self, cls: Any) -> int:
@@ -165,6 +169,48 @@ def _counts(y: np.ndarray) -> dict[Any, int]:
         return dict(zip(nz.tolist(), c[nz].tolist(), strict=True))
     vals, c = np.unique(y, return_counts=True)
     return dict(zip(vals.tolist(), c.tolist(), strict=True))
+
+
+class _Buffers:
+    """Two reusable gather buffers (column-major, then row-major), so chunks do not page-fault fresh ones."""
+
+    def __init__(self) -> None:
+        self.cols = np.empty((0, 0), dtype=np.float32)
+        self.rows = np.empty((0, 0), dtype=np.float32)
+
+    def get(self, ncols: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.cols.shape[0] != ncols or self.cols.shape[1] < n:
+            self.cols = np.empty((ncols, n), dtype=np.float32)
+            self.rows = np.empty((n, ncols), dtype=np.float32)
+        return self.cols[:, :n], self.rows[:n]
+
+
+def scatter(
+    cols: list[np.ndarray], y: np.ndarray, dest: np.ndarray, rows: np.ndarray | None, buffers: _Buffers
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Split one chunk by destination: yields (dest, row-major X, y) per destination present.
+
+    One stable sort groups the rows (on int8 keys numpy's stable sort is a radix
+    sort); each column is gathered by that order into a column-major buffer, and
+    one transpose makes rows already grouped by destination. `rows` limits the
+    scatter to those row indices (the `files` mode writes only held-out rows).
+    The yielded X is a view into a reused buffer: write it before the next chunk.
+    """
+    keys = (dest if rows is None else dest[rows]).astype(np.int8, copy=False)
+    order = np.argsort(keys, kind="stable")
+    if rows is not None:
+        order = rows[order]
+    grouped, X = buffers.get(len(cols), len(order))
+    for j, c in enumerate(cols):
+        np.take(c, order, out=grouped[j])
+    X[...] = grouped.T
+    ys = y[order]
+    sizes = np.bincount(keys.astype(np.int64) - Assigner.CALIBRATION)
+    lo = 0
+    for i, size in enumerate(sizes.tolist()):
+        if size:
+            yield i + Assigner.CALIBRATION, X[lo:lo + size], ys[lo:lo + size]
+            lo += size
 
 
 def prefetch(chunks: Iterator, depth: int = 2) -> Iterator:
@@ -262,18 +308,18 @@ def partition(
             return targets[key]
 
         unit_stats: list[dict] = []
+        buffers = _Buffers()
         assigner = Assigner(mode if mode != "files" else "shuffle", n_parts, data["test_size"], cal_size, data["seed"])
         for ui, unit in enumerate(units):
             start = 0
             counts: dict[Any, int] = {}
-            for X, y in prefetch(source.iter_chunks(unit)):
+            for cols, y in prefetch(source.iter_columns(unit)):
                 if classification and y.dtype.kind == "f":
                     if not np.all(np.mod(y, 1) == 0):
                         raise DataError(f"data.target: {unit.name} has non-integer labels for a classifier")
                     y = y.astype(np.int64)
                 if not classification:
                     y = y.astype(np.float64)
-                ncols = X.shape[1]
                 if mode == "files":
                     dest = unit_mask(data["seed"], ui, len(y), start, data["test_size"], cal_size)
                     train_rows = dest == 0
@@ -282,24 +328,13 @@ def partition(
                             counts[v] = counts.get(v, 0) + c
                     else:
                         counts["rows"] = counts.get("rows", 0) + int(train_rows.sum())
+                    rows = np.flatnonzero(~train_rows)  # train rows stay in the input file, not rewritten
                 else:
                     dest = assigner.assign(y)
-                # One stable sort scatters the chunk to every output in a single gather;
-                # on int8 keys (P <= 100, plus holdout/calibration) numpy's stable sort is a radix sort.
-                order = np.argsort(dest.astype(np.int8), kind="stable")
-                keys, first = np.unique(dest[order], return_index=True)
-                bounds = list(first[1:]) + [len(dest)]
-                Xs, ys = X[order], y[order]
-                for key, lo, hi in zip(keys.tolist(), first.tolist(), bounds, strict=True):
-                    if key == Assigner.HOLDOUT:
-                        stem = "holdout"
-                    elif key == Assigner.CALIBRATION:
-                        stem = "calibration"
-                    elif mode == "files":
-                        continue  # train rows stay in the input file, not rewritten
-                    else:
-                        stem = f"part-{key:04d}"
-                    target(key, stem, ncols).append(Xs[lo:hi], ys[lo:hi], classification)
+                    rows = None
+                for key, X, ys in scatter(cols, y, dest, rows, buffers):
+                    stem = {Assigner.HOLDOUT: "holdout", Assigner.CALIBRATION: "calibration"}.get(key, f"part-{key:04d}")
+                    target(key, stem, len(cols)).append(X, ys, classification)
                 start += len(y)
                 progress.update(len(y))
             unit_stats.append({"rows": start, "counts": counts})

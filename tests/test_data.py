@@ -184,6 +184,29 @@ def test_shuffle_partitions_cover_all_rows_once(tmp_path: Path):
         assert p["bytes"] > p["rows"] * 4 * 4
 
 
+def _rows_with_labels(X: np.ndarray, y: np.ndarray) -> list[tuple]:
+    return sorted(zip(map(bytes, np.asarray(X, dtype=np.float32)), y.tolist(), strict=True))
+
+
+@pytest.mark.parametrize("mode", ["shuffle", "stratified", "files"])
+def test_every_row_lands_whole_exactly_once(tmp_path: Path, mode: str):
+    """Columns are gathered one by one: every output row must still be one input row, with its own label."""
+    for i in range(3):
+        pq.write_table(_table(700, 20 + i, classes=4), tmp_path / f"p{i}.parquet")
+    spec = _spec(str(tmp_path / "p*.parquet"), partitioning=mode, partitions=3, chunk_rows=128, test_size=0.2)
+    plan, storage = _partition(tmp_path, spec)
+    X_in, y_in = _all_rows(spec)
+    xs, ys = [np.load(plan["holdout"]["X"])], [np.load(plan["holdout"]["y"])]
+    for p in plan["partitions"]:
+        X, y, _ = load_part(p, plan, spec["data"], storage)
+        assert len(X) == len(y) == p["rows"]
+        assert {str(k): v for k, v in zip(*np.unique(y, return_counts=True), strict=True)} == {
+            k: v for k, v in p["class_counts"].items() if v}
+        xs.append(X)
+        ys.append(y)
+    assert _rows_with_labels(np.concatenate(xs), np.concatenate(ys)) == _rows_with_labels(X_in, y_in)
+
+
 def test_files_partitioning_reads_inputs_in_place(tmp_path: Path):
     for i in range(4):
         pq.write_table(_table(400, i), tmp_path / f"p{i}.parquet")
