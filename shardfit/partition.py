@@ -307,37 +307,37 @@ def partition(
                 targets[key] = _Target(folder, stem, ncols, y_dtype)
             return targets[key]
 
-        unit_stats: list[dict] = []
+        unit_stats: list[dict] = [{"rows": 0, "counts": {}} for _ in units]
         buffers = _Buffers()
         assigner = Assigner(mode if mode != "files" else "shuffle", n_parts, data["test_size"], cal_size, data["seed"])
-        for ui, unit in enumerate(units):
-            start = 0
-            counts: dict[Any, int] = {}
-            for cols, y in prefetch(source.iter_columns(unit)):
-                if classification and y.dtype.kind == "f":
-                    if not np.all(np.mod(y, 1) == 0):
-                        raise DataError(f"data.target: {unit.name} has non-integer labels for a classifier")
-                    y = y.astype(np.int64)
-                if not classification:
-                    y = y.astype(np.float64)
-                if mode == "files":
-                    dest = unit_mask(data["seed"], ui, len(y), start, data["test_size"], cal_size)
-                    train_rows = dest == 0
-                    if classification:
-                        for v, c in _counts(y[train_rows]).items():
-                            counts[v] = counts.get(v, 0) + c
-                    else:
-                        counts["rows"] = counts.get("rows", 0) + int(train_rows.sum())
-                    rows = np.flatnonzero(~train_rows)  # train rows stay in the input file, not rewritten
+        # One read-ahead thread for all units, so it is not drained and refilled at every file.
+        chunks = ((ui, unit, cols, y) for ui, unit in enumerate(units) for cols, y in source.iter_columns(unit))
+        for ui, unit, cols, y in prefetch(chunks):
+            st = unit_stats[ui]
+            if classification and y.dtype.kind == "f":
+                if not np.all(np.mod(y, 1) == 0):
+                    raise DataError(f"data.target: {unit.name} has non-integer labels for a classifier")
+                y = y.astype(np.int64)
+            if not classification:
+                y = y.astype(np.float64)
+            if mode == "files":
+                dest = unit_mask(data["seed"], ui, len(y), st["rows"], data["test_size"], cal_size)
+                train_rows = dest == 0
+                counts = st["counts"]
+                if classification:
+                    for v, c in _counts(y[train_rows]).items():
+                        counts[v] = counts.get(v, 0) + c
                 else:
-                    dest = assigner.assign(y)
-                    rows = None
-                for key, X, ys in scatter(cols, y, dest, rows, buffers):
-                    stem = {Assigner.HOLDOUT: "holdout", Assigner.CALIBRATION: "calibration"}.get(key, f"part-{key:04d}")
-                    target(key, stem, len(cols)).append(X, ys, classification)
-                start += len(y)
-                progress.update(len(y))
-            unit_stats.append({"rows": start, "counts": counts})
+                    counts["rows"] = counts.get("rows", 0) + int(train_rows.sum())
+                rows = np.flatnonzero(~train_rows)  # train rows stay in the input file, not rewritten
+            else:
+                dest = assigner.assign(y)
+                rows = None
+            for key, X, ys in scatter(cols, y, dest, rows, buffers):
+                stem = {Assigner.HOLDOUT: "holdout", Assigner.CALIBRATION: "calibration"}.get(key, f"part-{key:04d}")
+                target(key, stem, len(cols)).append(X, ys, classification)
+            st["rows"] += len(y)
+            progress.update(len(y))
         progress.emit(final=True)
         ncols = len(source.feature_names or [])
         stats = {key: t.close() for key, t in targets.items()}

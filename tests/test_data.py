@@ -62,6 +62,31 @@ def test_features_selects_columns(tmp_path: Path):
     assert X.shape == (50, 2)
 
 
+def test_numeric_types_and_nulls_convert_to_float32_columns(tmp_path: Path):
+    """Arrow buffers are read as numpy views (offsets included); nulls in numeric features become NaN."""
+    n = 1000
+    ints = [None if i % 7 == 0 else i for i in range(n)]
+    floats = [None if i % 5 == 0 else i / 4 for i in range(n)]
+    table = pa.table({
+        "f64": pa.array(np.arange(n) * 0.5, type=pa.float64()),
+        "i32": pa.array(ints, type=pa.int32()),
+        "f32": pa.array(floats, type=pa.float32()),
+        "flag": pa.array([i % 2 == 0 for i in range(n)]),
+        "label": pa.array(np.arange(n) % 3, type=pa.int16()),
+    })
+    pq.write_table(table, tmp_path / "a.parquet", row_group_size=300)
+    src = Source(_spec(str(tmp_path / "a.parquet"), chunk_rows=128)["data"])
+    chunks = list(src.iter_columns(src.units[0]))
+    assert [len(y) for _, y in chunks] == [128] * 7 + [104]  # batches straddle the 300-row row groups
+    cols = [np.concatenate([c[j] for c, _ in chunks]) for j in range(4)]
+    assert all(c.dtype == np.float32 for c in cols)
+    assert np.array_equal(cols[0], np.arange(n) * 0.5)
+    assert np.array_equal(cols[1], np.array([np.nan if v is None else v for v in ints], dtype=np.float32), equal_nan=True)
+    assert np.array_equal(cols[2], np.array([np.nan if v is None else v for v in floats], dtype=np.float32), equal_nan=True)
+    assert np.array_equal(cols[3], (np.arange(n) % 2 == 0).astype(np.float32))
+    assert np.array_equal(np.concatenate([y for _, y in chunks]), np.arange(n) % 3)
+
+
 def test_csv_streams_with_header_and_target(tmp_path: Path):
     rows = "\n".join(f"{i},{i * 2},{i % 2}" for i in range(1000))
     (tmp_path / "d.csv").write_text("a,b,cls\n" + rows + "\n")
