@@ -134,6 +134,7 @@ def run_memory(quick: bool, workdir: Path) -> dict:
             "train_attempts": [p.get("attempt", 0) for p in parts],
             "flow_wall_seconds": r["wall_seconds"],
             "partition_rows_per_second": r["partition_rows_per_second"],
+            "partition_alone_rows_per_second": r["partition_alone_rows_per_second"],
             "bare_scan_rows_per_second": r["bare_scan_rows_per_second"],
             "accuracy": r["accuracy"],
         }
@@ -204,13 +205,20 @@ def memory_markdown(res: dict) -> str:
         rows.append(row)
     table = common.show_table("3. peak RSS (MB) of each flow process vs one process", headers, rows,
                               right=tuple(range(1, len(headers))))
-    trows = [[f"{s:,}", f"{res['sizes'][s]['partition_rows_per_second']:,.0f}",
+    def pct(s: int, key: str) -> str:
+        r = res["sizes"][s]
+        return f"{100 * r[key] / r['bare_scan_rows_per_second']:.0f}%"
+
+    trows = [[f"{s:,}", f"{res['sizes'][s]['partition_rows_per_second']:,.0f} ({pct(s, 'partition_rows_per_second')})",
+              f"{res['sizes'][s]['partition_alone_rows_per_second']:,.0f} ({pct(s, 'partition_alone_rows_per_second')})",
               f"{res['sizes'][s]['bare_scan_rows_per_second']:,.0f}", fmt_s(res["sizes"][s]["flow_wall_seconds"]),
               fmt_s(res["sizes"][s]["train_fit_seconds_max"]), fmt_s(res["sizes"][s]["single_fit_seconds"]),
               f"{res['sizes'][s]['accuracy']:.4f}"] for s in sizes]
-    ttable = common.show_table("3b. throughput and time", ["rows", "partition rows/s", "bare pyarrow rows/s",
-                                                           "flow wall", "slowest train fit", "single fit",
-                                                           "merged accuracy"], trows, right=(1, 2, 3, 4, 5, 6))
+    ttable = common.show_table("3b. throughput and time", ["rows", "flow's partition step rows/s (% of bare)",
+                                                           "partition alone, best of 3 (% of bare)",
+                                                           "bare pyarrow, best of 3", "flow wall",
+                                                           "slowest train fit", "single fit", "merged accuracy"],
+                               trows, right=(1, 2, 3, 4, 5, 6, 7))
     small, big = sizes[0], sizes[-1]
     a, b = res["sizes"][small]["own"], res["sizes"][big]["own"]
     rb = res["sizes"][big]["recorded"]
@@ -235,8 +243,8 @@ def memory_markdown(res: dict) -> str:
         r = res["sizes"][sz]
         word = "faster" if r["flow_wall_seconds"] < r["single_fit_seconds"] else "slower"
         speed.append(f"{word} at {sz:,} rows ({fmt_s(r['flow_wall_seconds'])} vs {fmt_s(r['single_fit_seconds'])})")
-    scan = [100 * res["sizes"][sz]["partition_rows_per_second"] / res["sizes"][sz]["bare_scan_rows_per_second"]
-            for sz in sizes]
+    alone = [pct(sz, "partition_alone_rows_per_second") for sz in sizes]
+    step = [pct(sz, "partition_rows_per_second") for sz in sizes]
     return f"""## 3. Memory
 
 `bench/partition_memory.py --out bench/out/partition_memory.json {res['args']}`, run unchanged as a
@@ -263,9 +271,13 @@ own {_mb(b['runtime'])} MB. The saving is per machine (Kubernetes pods), not in 
 
 {ttable}
 
-The partition step streams at {' and '.join(f'{x:.0f}% ({sz:,} rows)' for x, sz in zip(scan, sizes, strict=True))}
-of the speed of a bare pyarrow scan of the same files
-(the harness's goal is ≥ 50%). End to end, the flow is {' and '.join(speed)} than the single process's fit
+Partition throughput, like for like: the flow's partitioning code (`shardfit.partition.partition`) and a bare
+pyarrow scan of the same files (every column to numpy, nothing else), each the best of three fresh processes
+with imports done before the clock, run at {' and '.join(f'{x} ({sz:,} rows)' for x, sz in zip(alone, sizes, strict=True))}
+of the scan's speed. The flow's own partition step, one run each, measured {' and '.join(step)}: a fresh
+process on this VM pays for every page it first touches (50 MB took 7 ms one time and 300 ms the next), so
+one run is noise of that order, most at small sizes where the whole step lasts a tenth of a second.
+The harness's goal (≥ 50%) is judged like for like. End to end, the flow is {' and '.join(speed)} than the single process's fit
 alone (its data loading excluded); the single fit uses one core (`n_jobs=1`) while the {P} train tasks share
 both, and the flow's time includes every task's start-up.
 """
