@@ -6,7 +6,7 @@ flow end to end with P=8 on each, and prints:
   - peak RSS of the largest train task next to a single-process fit of the same
     model on all the data (goal: train <= single / P + 150 MB);
   - partition throughput next to a bare pyarrow scan of the same files (goal: >= 50%), both
-    best of three fresh processes; the flow step's own figure from its one run is printed too.
+    best of five fresh processes; the flow step's own figure from its one run is printed too.
 
     python bench/partition_memory.py [--quick] [--sizes 1000000 8000000]
 """
@@ -60,7 +60,7 @@ def generate(folder: Path, rows: int, seed: int = 0) -> None:
 
 
 # Both throughput figures below are measured the same way: in a fresh process, imports
-# (and Array.to_numpy's lazy pandas import) done before the clock starts, best of three.
+# (and Array.to_numpy's lazy pandas import) done before the clock starts, best of five.
 # A fresh process on this VM pays for every page it first touches -- 50 MB costs 7 ms one
 # time and 300 ms the next -- so one run of either is noise, and a warm scan in this
 # process would flatter the scan against the flow's fresh partition process.
@@ -92,21 +92,21 @@ print(json.dumps({"rows_per_second": plan["rows_per_second"]}))
 """
 
 
-def _best_of(script: str, args: list[str], repeats: int) -> float:
-    best = 0.0
-    for _ in range(repeats):
-        out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, check=True, cwd=ROOT)
-        best = max(best, json.loads(out.stdout.strip().splitlines()[-1])["rows_per_second"])
-    return best
+def _rate(script: str, args: list[str]) -> float:
+    out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])["rows_per_second"]
 
 
-def throughput(folder: Path, spec_path: Path, chunk_rows: int, repeats: int = 3) -> dict:
-    """rows/s, best of `repeats` fresh processes: a bare pyarrow scan (every column to numpy,
-    nothing else) and the flow's partitioning code (`shardfit.partition.partition`) on the same files."""
-    return {
-        "bare_scan_rows_per_second": _best_of(SCAN, [str(folder), str(chunk_rows)], repeats),
-        "partition_alone_rows_per_second": _best_of(PARTITION_ALONE, [str(spec_path)], repeats),
-    }
+def throughput(folder: Path, spec_path: Path, chunk_rows: int, rounds: int = 5) -> dict:
+    """rows/s, best of `rounds` fresh processes each: a bare pyarrow scan (every column to numpy,
+    nothing else) and the flow's partitioning code (`shardfit.partition.partition`) on the same
+    files, taken in turn so that both see the same state of the machine."""
+    scans, parts = [], []
+    for _ in range(rounds):
+        scans.append(_rate(SCAN, [str(folder), str(chunk_rows)]))
+        parts.append(_rate(PARTITION_ALONE, [str(spec_path)]))
+    return {"bare_scan_rows_per_second": max(scans), "partition_alone_rows_per_second": max(parts),
+            "bare_scan_runs": scans, "partition_alone_runs": parts}
 
 
 SINGLE_FIT = r"""
@@ -206,7 +206,7 @@ def main() -> None:
               f"{r['partition_alone_rows_per_second']:>22,.0f} | {r['bare_scan_rows_per_second']:>19,.0f} | "
               f"{100 * r['partition_alone_rows_per_second'] / r['bare_scan_rows_per_second']:>8.0f}% | "
               f"{r['train_peak_rss_mb_max']:>20.0f} | {r['single_fit']['peak_rss_mb']:>17.0f} | {budget:>14.0f}")
-    print("flow step: the partition step's own figure in one flow run; partition alone and bare pyarrow: best of 3 "
+    print("flow step: the partition step's own figure in one flow run; partition alone and bare pyarrow: best of 5 "
           "fresh processes each; % of bare = partition alone / bare (goal >= 50%)")
     print(f"partition peak RSS ratio {big:,}/{small:,} rows: {ratio:.2f} (goal <= 1.2)")
     out = Path(args.out)

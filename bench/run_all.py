@@ -215,8 +215,8 @@ def memory_markdown(res: dict) -> str:
               fmt_s(res["sizes"][s]["train_fit_seconds_max"]), fmt_s(res["sizes"][s]["single_fit_seconds"]),
               f"{res['sizes'][s]['accuracy']:.4f}"] for s in sizes]
     ttable = common.show_table("3b. throughput and time", ["rows", "flow's partition step rows/s (% of bare)",
-                                                           "partition alone, best of 3 (% of bare)",
-                                                           "bare pyarrow, best of 3", "flow wall",
+                                                           "partition alone, best of 5 (% of bare)",
+                                                           "bare pyarrow, best of 5", "flow wall",
                                                            "slowest train fit", "single fit", "merged accuracy"],
                                trows, right=(1, 2, 3, 4, 5, 6, 7))
     small, big = sizes[0], sizes[-1]
@@ -272,7 +272,7 @@ own {_mb(b['runtime'])} MB. The saving is per machine (Kubernetes pods), not in 
 {ttable}
 
 Partition throughput, like for like: the flow's partitioning code (`shardfit.partition.partition`) and a bare
-pyarrow scan of the same files (every column to numpy, nothing else), each the best of three fresh processes
+pyarrow scan of the same files (every column to numpy, nothing else), each the best of five fresh processes taken in turn
 with imports done before the clock, run at {' and '.join(f'{x} ({sz:,} rows)' for x, sz in zip(alone, sizes, strict=True))}
 of the scan's speed. The flow's own partition step, one run each, measured {' and '.join(step)}: a fresh
 process on this VM pays for every page it first touches (50 MB took 7 ms one time and 300 ms the next), so
