@@ -31,7 +31,7 @@ from pathlib import Path
 
 import common
 import numpy as np
-from common import OUT, Timer, fmt_acc, log
+from common import Timer, fmt_acc, log
 from sklearn.ensemble import RandomForestClassifier
 
 from mergers.forest import combine_forests, naive_concat
@@ -199,10 +199,7 @@ def run(quick: bool, workdir: Path, trees: int = 64) -> dict:
         gc.collect()
 
     res["flow_checks"] = flow_checks(res, workdir, n_rows, trees, X_sorted, y_sorted, X_ho, y_ho, keep)
-    res["plot"] = plot(res, OUT / "accuracy_vs_partitions.png")
-    res["markdown"] = markdown(res)
-    common.write_json(OUT / "accuracy_vs_partitions.json", res)
-    return res
+    return common.finish(res, "accuracy_vs_partitions", plot, markdown)
 
 
 def flow_checks(res: dict, workdir: Path, n_rows: int, trees: int, X_sorted: np.ndarray, y_sorted: np.ndarray,
@@ -266,10 +263,7 @@ def _num(v: object) -> float:
 
 
 def plot(res: dict, path: Path) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = common.pyplot()
 
     Ps = res["partitions"]
     style = {

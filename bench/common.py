@@ -129,6 +129,24 @@ def standalone(doc: str, quick_help: str, prefix: str, run: Callable[..., dict],
     print(res["markdown"])
 
 
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend: benchmarks run headless and only save files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def finish(res: dict, stem: str, plot: Callable[[dict, Path], str], markdown: Callable[[dict], str]) -> dict:
+    """Add the plot and the markdown to a benchmark's results and write them as bench/out/<stem>.json."""
+    res["plot"] = plot(res, OUT / f"{stem}.png")
+    res["markdown"] = markdown(res)
+    write_json(OUT / f"{stem}.json", res)
+    return res
+
+
 def save_figure(fig: Any, path: Path) -> str:
     """Write a plot next to the benchmark's JSON; return its path relative to the repo for the markdown."""
     import matplotlib.pyplot as plt

@@ -28,7 +28,7 @@ from pathlib import Path
 import common
 import joblib
 import numpy as np
-from common import OUT, Timer, fmt_mb, fmt_s, log
+from common import Timer, fmt_mb, fmt_s, log
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 
@@ -148,17 +148,11 @@ def run(quick: bool, workdir: Path) -> dict:
                "single": serve_stats(sliced(single_full, total), workdir, f"single-{total}", X_sv, y_sv)}
         res["serve"].append(row)
         del merged
-    res["plot"] = plot(res, OUT / "merge_and_serve.png")
-    res["markdown"] = markdown(res)
-    common.write_json(OUT / "merge_and_serve.json", res)
-    return res
+    return common.finish(res, "merge_and_serve", plot, markdown)
 
 
 def plot(res: dict, path: Path) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = common.pyplot()
 
     fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(15, 4.3))
     m = res["merge"]

@@ -26,7 +26,7 @@ from pathlib import Path
 import common
 import numpy as np
 import yaml
-from common import OUT, ROOT, Timer, fmt_acc, fmt_s, log
+from common import ROOT, Timer, fmt_acc, fmt_s, log
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import train_test_split
 
@@ -124,17 +124,11 @@ def run(quick: bool, workdir: Path) -> dict:
         f"operator {res['sklearn_split']['operator']:.4f} on {len(yb):,} rows")
     del single2, op2
 
-    res["plot"] = plot(res, OUT / "operator_benchmark.png")
-    res["markdown"] = markdown(res)
-    common.write_json(OUT / "operator_benchmark.json", res)
-    return res
+    return common.finish(res, "operator_benchmark", plot, markdown)
 
 
 def plot(res: dict, path: Path) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = common.pyplot()
 
     names = ["single forest", "operator\ncombine_rfs", "shardfit flow"]
     keys = ["single", "operator", "flow"]

@@ -154,10 +154,7 @@ MEMORY_ROWS = [("runtime", "Metaflow runtime (`run` process)"), ("start", "start
 
 
 def plot_memory(res: dict, path: Path) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = common.pyplot()
     import numpy as np
 
     sizes = sorted(res["sizes"])
