@@ -10,16 +10,20 @@ from conftest import flow_env, run_flow, small_spec, write_spec
 import shardfit
 
 
+def _run(tmp_path: Path, path: Path, command: str = "run", **faults: str) -> tuple[int, str]:
+    """Run the flow on a spec with fault switches set; return its exit code and all it printed."""
+    result = run_flow([command, "--spec", str(path)], env=flow_env(**faults), cwd=tmp_path)
+    return result.returncode, result.stdout + result.stderr
+
+
 def _versions(models: Path) -> list[str]:
     root = models / "tiny-rf"
     return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
 
 
 def test_train_task_killed_mid_fit_is_retried(tmp_path: Path):
-    path = write_spec(tmp_path, small_spec(tmp_path))
-    result = run_flow(["run", "--spec", str(path)], env=flow_env(SHARDFIT_CRASH_FIRST_ATTEMPT="1"), cwd=tmp_path)
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out
+    rc, out = _run(tmp_path, write_spec(tmp_path, small_spec(tmp_path)), SHARDFIT_CRASH_FIRST_ATTEMPT="1")
+    assert rc == 0, out
     assert "partition 1 dies on attempt 0" in out
     model = shardfit.load_model(str(tmp_path / "models"), "tiny-rf")
     assert len(model.estimators_) == 30
@@ -31,24 +35,22 @@ def test_train_task_killed_mid_fit_is_retried(tmp_path: Path):
 def test_failed_join_publishes_nothing_and_resume_publishes_once(tmp_path: Path):
     models = tmp_path / "models"
     path = write_spec(tmp_path, small_spec(tmp_path))
-    ok = run_flow(["run", "--spec", str(path)], cwd=tmp_path)
-    assert ok.returncode == 0, ok.stdout + ok.stderr
+    rc, out = _run(tmp_path, path)
+    assert rc == 0, out
     before = _versions(models)
     latest_before = (models / "tiny-rf" / "latest.json").read_text()
     assert len(before) == 1
 
-    failed = run_flow(["run", "--spec", str(path)], env=flow_env(SHARDFIT_FAIL_JOIN="1"), cwd=tmp_path)
-    out = failed.stdout + failed.stderr
-    assert failed.returncode != 0
+    rc, out = _run(tmp_path, path, SHARDFIT_FAIL_JOIN="1")
+    assert rc != 0
     assert "join failed after merge, before publish" in out
     assert _versions(models) == before
     assert (models / "tiny-rf" / "latest.json").read_text() == latest_before
     partitions = list((models / "_runs").rglob("part-*.X.npy"))
     assert len(partitions) == 3  # kept for resume
 
-    resumed = run_flow(["resume", "--spec", str(path)], cwd=tmp_path)
-    out = resumed.stdout + resumed.stderr
-    assert resumed.returncode == 0, out
+    rc, out = _run(tmp_path, path, "resume")
+    assert rc == 0, out
     assert out.count("Cloning previously run task") == 5  # start, partition, 3 x train
     assert "/train/" not in "\n".join(ln for ln in out.splitlines() if "Task is starting" in ln)
     after = _versions(models)
@@ -59,18 +61,16 @@ def test_failed_join_publishes_nothing_and_resume_publishes_once(tmp_path: Path)
 
 
 def test_join_retried_after_publishing_publishes_once(tmp_path: Path):
-    path = write_spec(tmp_path, small_spec(tmp_path))
-    result = run_flow(["run", "--spec", str(path)], env=flow_env(SHARDFIT_FAIL_JOIN_AFTER_PUBLISH="1"), cwd=tmp_path)
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out
+    rc, out = _run(tmp_path, write_spec(tmp_path, small_spec(tmp_path)), SHARDFIT_FAIL_JOIN_AFTER_PUBLISH="1")
+    assert rc == 0, out
     assert "join failed after publishing, on attempt 0" in out
     assert len(_versions(tmp_path / "models")) == 1
 
 
 def test_skops_format_round_trips_with_an_allowlist(tmp_path: Path):
     spec = small_spec(tmp_path, output={"location": str(tmp_path / "models"), "format": "skops"})
-    result = run_flow(["run", "--spec", str(write_spec(tmp_path, spec))], cwd=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
+    rc, out = _run(tmp_path, write_spec(tmp_path, spec))
+    assert rc == 0, out
     manifest = shardfit.read_manifest(str(tmp_path / "models"), "tiny-rf")
     assert manifest["format"] == "skops" and manifest["file"] == "model.skops"
     model = shardfit.load_model(str(tmp_path / "models"), "tiny-rf")
